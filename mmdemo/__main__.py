@@ -1,0 +1,4 @@
+"""`python -m mmdemo …`: see mmdemo/cli.py."""
+from .cli import main
+
+raise SystemExit(main())

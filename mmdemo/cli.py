@@ -1,0 +1,74 @@
+"""Command line: `python -m mmdemo COMMAND …`. Every command can print JSON; bad input exits 2 with one line."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from .errors import MmdemoError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def emit(payload: dict[str, Any], as_json: bool, text: str) -> None:
+    """Print the machine-readable payload with --json, else the human line."""
+    print(json.dumps(payload, ensure_ascii=False) if as_json else text)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models.registry import list_models
+
+    rows = [m.to_dict() for m in list_models()]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        for r in rows:
+            flag = "ready" if r["available"] else "no weights"
+            print(f"{r['name']:<16} {','.join(r['tasks']):<12} {r['fusion']:<16} {flag:<10} {r['summary']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mmdemo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("models", help="list registered models and whether their weights are here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_models)
+
+    from . import commands
+    commands.add_commands(sub)
+    for module in ("mmdemo.explain.cli", "mmdemo.store.cli"):  # each family of commands adds its own
+        try:
+            importlib.import_module(module).add_commands(sub)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except _UsageError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except MmdemoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

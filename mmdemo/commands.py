@@ -1,0 +1,113 @@
+"""Model commands of the CLI: caption, ask, eval, train. Heavy imports happen inside the handlers."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from .cli import emit
+
+
+def _load(name: str | None, device: str | None = None):
+    from .models.registry import load
+
+    return load(name, device=device)
+
+
+def _cmd_caption(args: argparse.Namespace) -> int:
+    from .images import load_image
+
+    image = load_image(args.image)
+    model = _load(args.model, args.device)
+    started = time.perf_counter()
+    decoding = {"max_tokens": args.max_tokens, "num_beams": args.beams}
+    if args.top_p is not None:
+        decoding |= {"do_sample": True, "top_p": args.top_p, "seed": args.seed}
+    cap = model.caption([image], **decoding)[0]
+    payload = {"model": model.info.name, **cap.to_dict(), "seconds": round(time.perf_counter() - started, 4)}
+    emit(payload, args.json, cap.text)
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .images import load_image
+
+    if not args.question.strip():
+        raise InputError("the question is empty")
+    image = load_image(args.image)
+    model = _load(args.model, args.device)
+    started = time.perf_counter()
+    ans = model.answer([image], [args.question], top_k=args.top_k)[0]
+    payload = {"model": model.info.name, "question": args.question, **ans.to_dict(),
+               "seconds": round(time.perf_counter() - started, 4)}
+    emit(payload, args.json, f"{ans.answer} ({ans.prob:.2f})")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .train.evaluate import evaluate
+
+    model = _load(args.model, args.device)
+    report = evaluate(model, args.n, args.seed, variations=not args.plain, progress=not args.json)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['model']}: VQA {report['vqa_accuracy']:.4f} on {report['questions']} questions, "
+              f"caption exact {report['caption_exact']:.4f}, mention F1 {report['mention_f1']:.4f}")
+        for t, acc in report["vqa_by_type"].items():
+            print(f"  {t:<12} {acc:.4f}  ({report['questions_by_type'][t]})")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.shapes import TrainConfig, train
+
+    cfg = TrainConfig(fusion=args.fusion, steps=args.steps, batch=args.batch, lr=args.lr, pool=args.pool,
+                      seed=args.seed, run_dir=args.run_dir, out=args.out, threads=args.threads)
+    out = train(cfg, resume=not args.restart)
+    print(f"wrote {out}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    def model_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default=None, help="registered name, hub id or local folder (default: MMDEMO_DEFAULT_MODEL)")
+        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("caption", help="caption an image")
+    p.add_argument("image")
+    model_args(p)
+    p.add_argument("--max-tokens", type=int, default=24)
+    p.add_argument("--beams", type=int, default=1, help="beam search with this many beams")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling with this top-p")
+    p.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    p.set_defaults(func=_cmd_caption)
+
+    p = sub.add_parser("ask", help="answer a question about an image")
+    p.add_argument("image")
+    p.add_argument("question")
+    model_args(p)
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=_cmd_ask)
+
+    p = sub.add_parser("eval", help="evaluate a model on freshly generated held-out world scenes")
+    model_args(p)
+    p.add_argument("--n", type=int, default=1000, help="number of scenes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plain", action="store_true", help="only plain 128 px scenes (default: every drawing variation)")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("train", help="train an embedded shapes model (resumes from its checkpoint)")
+    p.add_argument("--fusion", choices=("early", "cross", "late"), default="cross")
+    p.add_argument("--steps", type=int, default=7000)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--pool", type=int, default=80_000, help="rendered training views")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", default="runs")
+    p.add_argument("--out", default=None, help="model folder (default assets/models/shapes-FUSION)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.set_defaults(func=_cmd_train)

@@ -1,0 +1,352 @@
+"""What every hub adapter shares: device and precision, images onto a fixed patch grid, batched generation with
+token probabilities, teacher-forced log-probabilities, and text→image attention reshaped onto the grid.
+
+Per-family differences (which submodules, which special tokens, where the image keys sit in the attention) live in
+the subclasses in blip.py, vilt.py, git.py and encoder_decoder.py.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ...config import settings
+from ...errors import InputError, WeightsMissingError
+from ..base import Answer, Caption, ExplainInputs, ModelInfo, Target, VLModel
+from ._catalogue import Family
+
+# decoding settings passed through to `generate` (greedy by default; beam: num_beams; nucleus: do_sample + top_p)
+DECODING = ("max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "top_p", "top_k", "temperature",
+            "repetition_penalty", "length_penalty", "no_repeat_ngram_size")
+MAX_BATCH = 32                          # images per forward pass; longer lists are split
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """The device argument, else MMDEMO_DEVICE, else CUDA when present, else CPU."""
+    device = device or settings().device
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def choose_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU that has it (fp16 on older ones), fp32 on CPU."""
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def renormalise(attn: torch.Tensor) -> torch.Tensor:
+    """Rows over the patch columns summing to 1 (the model's rows also covered CLS or text keys)."""
+    attn = attn.float()
+    return attn / attn.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def step_logprobs(out: Any, new: torch.Tensor) -> torch.Tensor:
+    """(R, N) log-probability the model gave each generated token, from the raw (unprocessed) logits of `generate`.
+
+    Raw logits, not the processed scores: temperature, top-p or suppressed tokens change what is picked, not the
+    probability reported. Beam search rows are followed through `beam_indices`; positions after a beam ended are 0.
+    """
+    R, N = new.shape
+    beams = getattr(out, "beam_indices", None)
+    if beams is not None:
+        rows = beams[:, :N]
+        valid = rows >= 0
+        rows = rows.clamp_min(0)
+    else:
+        rows = torch.arange(R, device=new.device)[:, None].expand(R, N)
+        valid = torch.ones_like(new, dtype=torch.bool)
+    lp = torch.zeros(R, N, device=new.device)
+    for t in range(N):
+        step = out.logits[t].float().log_softmax(-1)  # (rows during generation, V)
+        lp[:, t] = step[rows[:, t], new[:, t]]
+    return lp.masked_fill(~valid, 0.0)
+
+
+class PatchTap(nn.Identity):
+    """The `image_embedding` handle: an identity module whose output is the image patch tokens (B, h*w, D).
+
+    A forward hook on the model's patch-embedding layer routes its output through this module (flattening a conv's
+    (B, D, h, w) and folding it back), so Captum layer methods and hooks see patch tokens in raster order, before
+    position embeddings and without CLS, while the model's weights and state dict stay untouched.
+    """
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.handle = layer.register_forward_hook(self._route)
+
+    def _route(self, module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor:
+        if out.dim() == 4:                                   # conv: (B, D, h, w)
+            B, D, h, w = out.shape
+            tokens = self(out.flatten(2).transpose(1, 2))    # (B, h*w, D)
+            return tokens.transpose(1, 2).reshape(B, D, h, w)
+        return self(out)                                     # already (B, h*w, D)
+
+
+class HubModel(VLModel):
+    """A transformers vision-language model behind the mmdemo protocol.
+
+    Images: every image is resized whole (no crop) to `info.input_size`, then rescaled and normalised with the
+    checkpoint's image-processor mean and std, so each cell of `info.patch_grid` maps onto the image the user sees.
+    Attention is eager (attention probabilities are what the maps show; SDPA/flash kernels do not return them).
+    Parameters are frozen: gradients flow only to pixels and to activations that explanation methods hook.
+    """
+
+    family: ClassVar[Family]
+    model_class: ClassVar[str]          # the transformers class that loads the checkpoint
+    about: ClassVar[str] = ""           # first half of ModelInfo.knows
+    max_batch: int = MAX_BATCH
+
+    def __init__(self, model: nn.Module, tokenizer: Any, image_processor: Any, *, name: str,
+                 weights: str = "", revision: str = ""):
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        first = next(model.parameters())
+        self.device, self.dtype = first.device, first.dtype
+        vision = self._vision_config()
+        self.input_size = pair(vision.image_size)           # (H, W)
+        self.patch = pair(vision.patch_size)
+        self.grid = (self.input_size[0] // self.patch[0], self.input_size[1] // self.patch[1])
+        self._set_normalisation(image_processor)
+        self._tap = PatchTap(self._patch_layer())
+        H, W = self.input_size
+        knows = f"{self._about()}; sees the image resized to {H}×{W} px as a {self.grid[0]}×{self.grid[1]} grid of patches"
+        self.info = ModelInfo(name=name, tasks=self.family.tasks, fusion=self.family.fusion, input_size=self.input_size,
+                              patch_grid=self.grid, device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+                              weights=weights, revision=revision, knows=knows)
+
+    # --- loading ----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, location: str, *, name: str, device: str | None = None, weights: str = "",
+                        revision: str = "", **hub: Any) -> "HubModel":
+        """Load model, tokenizer and image processor from a folder or hub id; `hub` holds cache_dir/local_files_only."""
+        import transformers
+
+        dev = choose_device(device)
+        try:
+            model = getattr(transformers, cls.model_class).from_pretrained(
+                location, dtype=choose_dtype(dev), attn_implementation="eager", **hub)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(location, **hub)
+            image_processor = transformers.AutoImageProcessor.from_pretrained(location, **hub)
+        except OSError as e:            # a file missing from the folder or cache (local_files_only never waits)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WeightsMissingError(f"cannot load {name!r} from {location}: {first}") from None
+        return cls(model.to(dev), tokenizer, image_processor, name=name, weights=weights or location, revision=revision)
+
+    # --- per-family hooks -------------------------------------------------------------------------------------
+    def _about(self) -> str:
+        """What the model is, for ModelInfo.knows (the patch grid is appended)."""
+        return self.about
+
+    def _vision_config(self) -> Any:
+        """The config with image_size and patch_size of the vision tower."""
+        raise NotImplementedError
+
+    def _patch_layer(self) -> nn.Module:
+        """The layer that turns pixels into patch tokens (conv or ViT patch embedding)."""
+        raise NotImplementedError
+
+    # --- shared plumbing --------------------------------------------------------------------------------------
+    @property
+    def image_embedding(self) -> nn.Module:
+        """Patch tokens (B, h*w, D) in raster order, before position embeddings, CLS excluded (see PatchTap)."""
+        return self._tap
+
+    def _set_normalisation(self, image_processor: Any) -> None:
+        mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
+        std = getattr(image_processor, "image_std", None) or (0.5, 0.5, 0.5)
+        if getattr(image_processor, "do_normalize", True) is False:
+            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]   # (3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+        self.rescale = float(getattr(image_processor, "rescale_factor", None) or 1 / 255)
+        try:
+            self.resample = Image.Resampling(int(getattr(image_processor, "resample", Image.Resampling.BICUBIC)))
+        except (TypeError, ValueError):
+            self.resample = Image.Resampling.BICUBIC
+
+    def _pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(B, 3, H, W) normalised pixels on the model's device and dtype."""
+        H, W = self.input_size
+        arrays = []
+        for im in images:
+            if not isinstance(im, Image.Image):
+                raise InputError(f"expected a PIL image, got {type(im).__name__}")
+            arrays.append(np.asarray(im.convert("RGB").resize((W, H), self.resample), dtype=np.float32))
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) * self.rescale  # (B, 3, H, W)
+        return ((x - self.mean) / self.std).to(self.device, self.dtype)
+
+    def _require(self, task: str) -> None:
+        if task not in self.info.tasks:
+            what = {"caption": "caption images", "vqa": "answer questions"}[task]
+            raise InputError(f"{self.info.name!r} does not {what} (its tasks: {', '.join(self.info.tasks)})")
+
+    def _display(self, ids: Sequence[int]) -> list[str]:
+        """One readable string per token id (WordPiece '##s' stays, GPT-2 'Ġcat' becomes 'cat')."""
+        out = []
+        for tok in self.tokenizer.convert_ids_to_tokens(list(ids)):
+            text = self.tokenizer.convert_tokens_to_string([tok])
+            out.append(text.strip() or text)
+        return out
+
+    @staticmethod
+    def _tiled(inputs: ExplainInputs, n: int) -> dict[str, Any]:
+        """`extra` for a pixel batch of n = k·B rows, tiled the way Captum expands inputs (step-major)."""
+        B = inputs.pixels.shape[0]
+        if n == B:
+            return inputs.extra
+        if n % B:
+            raise InputError(f"pixels have {n} rows; expected a multiple of the {B} prepared items")
+        reps = n // B
+        return {k: v.repeat(reps, *([1] * (v.dim() - 1))) if isinstance(v, torch.Tensor) and v.dim() else v
+                for k, v in inputs.extra.items()}
+
+    @staticmethod
+    def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+        return [items[i:i + size] for i in range(0, len(items), size)]
+
+    def _questions(self, questions: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
+        clean = [q.strip() if isinstance(q, str) else "" for q in questions]
+        if any(not q for q in clean):
+            raise InputError("a question is empty")
+        enc = self.tokenizer(clean, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
+
+    def _suppressed(self) -> list[int]:
+        """Special tokens generated text never contains (all but the end token), so it decodes to what it scores."""
+        ids = set(self.tokenizer.all_special_ids) | {self.start_id, self.pad_id}
+        return sorted(i for i in ids if i is not None and i != self.end_id)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.info.name!r}, device={self.info.device}, dtype={self.info.dtype})"
+
+    # --- defaults for the task a family does not do ---------------------------------------------------------
+    def caption(self, images: Sequence[Image.Image], **decoding: Any) -> list[Caption]:
+        self._require("caption")
+        raise NotImplementedError
+
+    def answer(self, images: Sequence[Image.Image], questions: Sequence[str], top_k: int = 5) -> list[Answer]:
+        self._require("vqa")
+        raise NotImplementedError
+
+
+class Captioner(HubModel):
+    """Families that write captions token by token: BLIP, GIT, VisionEncoderDecoder.
+
+    Subclasses say which token starts and ends a caption, how to generate from a one-token prompt, and how to run a
+    teacher-forced forward pass that returns logits aligned with the ids (logits[:, i] predicts ids[:, i + 1]) and,
+    on request, the text→image attention of every layer over the patch columns only: (L, B, heads, S, h*w).
+    """
+
+    caption_defaults: ClassVar[dict[str, Any]] = {"max_new_tokens": 30, "num_beams": 1, "do_sample": False}
+
+    start_id: int                       # set by subclasses in __init__
+    end_id: int
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return self.end_id if pad is None else int(pad)
+
+    def _generate(self, pixels: torch.Tensor, prompt: torch.Tensor, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    def _forward(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                 attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def _decoding(self, decoding: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(decoding) - set(DECODING))
+        if unknown:
+            raise InputError(f"unknown decoding setting {', '.join(unknown)}; known: {', '.join(DECODING)}")
+        return {**self.caption_defaults, **{k: v for k, v in decoding.items() if v is not None}}
+
+    @torch.inference_mode()
+    def caption(self, images: Sequence[Image.Image], **decoding: Any) -> list[Caption]:
+        """Captions with the probability the model gave each token when it chose it (raw, before any warping)."""
+        kw = self._decoding(decoding)
+        captions: list[Caption] = []
+        for chunk in self._batches(list(images), self.max_batch):
+            pixels = self._pixels(chunk)
+            prompt = torch.full((len(chunk), 1), self.start_id, dtype=torch.long, device=self.device)  # (B, 1)
+            try:
+                out = self._generate(pixels, prompt, eos_token_id=self.end_id, pad_token_id=self.pad_id,
+                                     suppress_tokens=self._suppressed(), return_dict_in_generate=True,
+                                     output_logits=True, **kw)
+            except ValueError as e:
+                raise InputError(f"bad decoding settings {kw}: {str(e).splitlines()[0]}") from None
+            new = out.sequences[:, prompt.shape[1]:]                     # (B, N) generated ids
+            lp = step_logprobs(out, new)                                 # (B, N)
+            for ids, lps in zip(new.tolist(), lp.tolist()):
+                n = ids.index(self.end_id) if self.end_id in ids else len(ids)
+                text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
+                captions.append(Caption(text, [(t, math.exp(p)) for t, p in zip(self._display(ids[:n]), lps[:n])]))
+        return captions
+
+    def _caption_ids(self, text: str) -> list[int]:
+        ids = self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"] if text.strip() else []
+        if not ids:
+            raise InputError("the caption to explain is empty")
+        return ids
+
+    def prepare(self, images: Sequence[Image.Image], targets: Sequence[Target]) -> ExplainInputs:
+        """Teacher-forcing inputs: ids = [start, t1 … tn] (right-padded), one row of weights over t1 … tn.
+
+        A "caption" target weighs every token (score = sum of their log-probs, the end token not included); a
+        "token" target weighs token `target.token`, an index into `text_tokens` (the caption as this tokenizer
+        splits it; the same as Caption.tokens for a caption this model wrote). extra["text_positions"] (B, T) gives
+        each reported token's position in the `text_embedding` sequence (t_j sits at j + 1, after the start token).
+        """
+        if len(images) != len(targets):
+            raise InputError(f"{len(images)} images but {len(targets)} targets")
+        self._require("caption")
+        rows = []
+        for t in targets:
+            if t.kind not in ("caption", "token"):
+                raise InputError(f"{self.info.name!r} explains captions and caption tokens, not {t.kind!r} targets")
+            ids = self._caption_ids(t.text)
+            if t.kind == "token" and not 0 <= t.token < len(ids):
+                raise InputError(f"token index {t.token} is outside the caption's {len(ids)} tokens")
+            rows.append(ids)
+        B, T = len(rows), max(len(r) for r in rows)
+        ids = torch.full((B, T + 1), self.pad_id, dtype=torch.long)     # (B, S = T + 1)
+        mask = torch.zeros(B, T + 1, dtype=torch.long)
+        weight = torch.zeros(B, T)                                      # (B, T) which log-probs the score sums
+        for i, (r, t) in enumerate(zip(rows, targets)):
+            ids[i, 0], ids[i, 1:len(r) + 1], mask[i, :len(r) + 1] = self.start_id, torch.tensor(r), 1
+            if t.kind == "caption":
+                weight[i, :len(r)] = 1
+            else:
+                weight[i, t.token] = 1
+        extra = {"input_ids": ids, "attention_mask": mask, "weight": weight,
+                 "text_positions": torch.arange(1, T + 1).expand(B, T).clone()}
+        inputs = ExplainInputs(self._pixels(images), list(targets), [self._display(r) for r in rows], extra)
+        return inputs.to(self.device)
+
+    def score(self, inputs: ExplainInputs, *, pixels: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) teacher-forced log-probability of each target (float32), differentiable w.r.t. pixels."""
+        pixels = inputs.pixels if pixels is None else pixels
+        extra = self._tiled(inputs, pixels.shape[0])
+        ids, mask, weight = extra["input_ids"], extra["attention_mask"], extra["weight"]
+        logits, _ = self._forward(pixels.to(self.dtype), ids, mask)      # (B, S, V)
+        lp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T)
+        return (lp * weight).sum(-1)
+
+    @torch.no_grad()
+    def attention(self, inputs: ExplainInputs) -> torch.Tensor:
+        """(L, B, heads, T, h*w) float32 on CPU: row j is the attention while predicting caption token j.
+
+        Rows are renormalised over the patch columns (the image CLS token, and for GIT the text keys, are dropped).
+        """
+        ids, mask = inputs.extra["input_ids"], inputs.extra["attention_mask"]
+        _, attn = self._forward(inputs.pixels, ids, mask, attentions=True)  # (L, B, heads, S, h*w)
+        return renormalise(attn[:, :, :, :-1]).cpu()

@@ -1,0 +1,90 @@
+"""VisionEncoderDecoder (encoder–decoder fusion): a ViT encoder and a text decoder (GPT-2, BERT, …) that reads the
+patch tokens through cross-attention; `assemble_vit_bert` builds the ViT + BERT variant from two pretrained parts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._base import Captioner
+from ._catalogue import ENCODER_DECODER
+from ._weights import download_allowed, hub_cache_dir, is_hub_id
+
+
+class EncoderDecoderCaptioner(Captioner):
+    """VisionEncoderDecoderModel (vit-gpt2, vit-bert). Captions start at config.decoder_start_token_id and end at
+    the eos token. The text→image attention is the decoder's cross-attention over the encoder's patch columns,
+    renormalised over them (the encoder's CLS column is dropped)."""
+
+    family = ENCODER_DECODER
+    model_class = "VisionEncoderDecoderModel"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        cfg, dec, tok = self.model.config, self.model.config.decoder, self.tokenizer
+        start = cfg.decoder_start_token_id if cfg.decoder_start_token_id is not None else dec.bos_token_id
+        end = next((i for i in (cfg.eos_token_id, dec.eos_token_id, tok.eos_token_id, tok.sep_token_id) if i is not None))
+        self.start_id, self.end_id = int(start), int(end[0] if isinstance(end, (list, tuple)) else end)
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.model.config.pad_token_id
+        return super().pad_id if pad is None else int(pad)
+
+    def _about(self) -> str:
+        enc, dec = self.model.config.encoder.model_type, self.model.config.decoder.model_type
+        return f"vision encoder–decoder: a {enc.upper()} encoder read by a {dec.upper()} decoder through cross-attention"
+
+    def _vision_config(self) -> Any:
+        return self.model.config.encoder
+
+    def _patch_layer(self) -> nn.Module:
+        return self.model.encoder.get_input_embeddings()
+
+    @property
+    def text_embedding(self) -> nn.Module:
+        return self.model.decoder.get_input_embeddings()
+
+    def _generate(self, pixels: torch.Tensor, prompt: torch.Tensor, **kw: Any) -> Any:
+        return self.model.generate(pixel_values=pixels, decoder_input_ids=prompt, **kw)
+
+    def _forward(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                 attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self.model(pixel_values=pixels, decoder_input_ids=ids, decoder_attention_mask=mask, use_cache=False,
+                         output_attentions=attentions, return_dict=True)
+        if not attentions:
+            return out.logits, None
+        P = self.grid[0] * self.grid[1]
+        return out.logits, torch.stack(out.cross_attentions)[..., -P:]   # (L, B, heads, S, h*w)
+
+
+def assemble_vit_bert(encoder: str | Path, decoder: str | Path, folder: str | Path) -> Path:
+    """Join a pretrained ViT (folder or hub id, with its image processor) and a pretrained BERT (with its tokenizer)
+    into a VisionEncoderDecoderModel saved to `folder`, ready for MMDEMO_VIT_BERT_PATH.
+
+    The decoder gains cross-attention layers (randomly initialised): the model captions nothing useful until it is
+    fine-tuned on image–caption pairs. Captions start at [CLS] and end at [SEP]; [PAD] pads.
+    """
+    from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+
+    hub = lambda src: ({"cache_dir": str(hub_cache_dir()), "local_files_only": not download_allowed()}  # noqa: E731
+                       if is_hub_id(str(src)) else {})
+    enc_kw, dec_kw = hub(encoder), hub(decoder)
+    model = VisionEncoderDecoderModel.from_encoder_decoder_pretrained(
+        str(encoder), str(decoder), **{f"encoder_{k}": v for k, v in enc_kw.items()},
+        **{f"decoder_{k}": v for k, v in dec_kw.items()})
+    tokenizer = AutoTokenizer.from_pretrained(str(decoder), **dec_kw)
+    image_processor = AutoImageProcessor.from_pretrained(str(encoder), **enc_kw)
+    model.config.decoder_start_token_id = tokenizer.cls_token_id
+    model.config.eos_token_id = tokenizer.sep_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.decoder_start_token_id = tokenizer.cls_token_id
+    model.generation_config.eos_token_id = tokenizer.sep_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    image_processor.save_pretrained(folder)
+    return folder

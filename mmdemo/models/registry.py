@@ -1,0 +1,98 @@
+"""Registry of named models: small entries, loaded lazily, so listing models imports no torch."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UnknownModelError, WeightsMissingError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    tasks: tuple[str, ...]
+    fusion: str
+    summary: str                        # one line for `mmdemo models` and the UI
+    factory: str                        # "package.module:function", called as function(name, device=…)
+    weights: Callable[[], bool]         # are the weights on this machine? (must not load them)
+    source: str = ""                    # file, folder or hub id the weights come from
+
+    def available(self) -> bool:
+        try:
+            return bool(self.weights())
+        except Exception:
+            return False
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "tasks": list(self.tasks), "fusion": self.fusion,
+                "summary": self.summary, "available": self.available(), "source": self.source}
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_FAMILIES = ("mmdemo.models.shapes", "mmdemo.models.hub")  # each registers its entries on import
+_loaded_families = False
+
+
+def register(entry: ModelEntry) -> ModelEntry:
+    if entry.name in _REGISTRY:
+        raise ValueError(f"model {entry.name!r} is registered twice")
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def _ensure_families() -> None:
+    global _loaded_families
+    if not _loaded_families:
+        _loaded_families = True
+        for module in _FAMILIES:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                if e.name != module:  # a family that exists but lacks a dependency is a real error
+                    raise
+
+
+def list_models() -> list[ModelEntry]:
+    _ensure_families()
+    return list(_REGISTRY.values())
+
+
+def get_entry(name: str) -> ModelEntry:
+    _ensure_families()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise UnknownModelError(f"unknown model {name!r}; known models: {known}") from None
+
+
+def resolve(name: str) -> ModelEntry:
+    """A registered name, or a hub id / local folder that a hub family can open."""
+    _ensure_families()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    resolver = _resolvers[0] if _resolvers else None
+    if resolver is not None and (Path(name).is_dir() or "/" in name):
+        return resolver(name)
+    return get_entry(name)
+
+
+_resolvers: list[Callable[[str], ModelEntry]] = []
+
+
+def add_resolver(fn: Callable[[str], ModelEntry]) -> None:
+    """Hub families register how to turn a hub id or folder into an entry."""
+    _resolvers.append(fn)
+
+
+def load(name: str | None = None, *, device: str | None = None):
+    """Build a model by name (None: MMDEMO_DEFAULT_MODEL). Raises a clear error if weights are absent."""
+    from ..config import settings
+
+    entry = resolve(name or settings().default_model)
+    if not entry.available():
+        raise WeightsMissingError(f"weights for {entry.name!r} are not on this machine (looked for {entry.source})")
+    module, _, fn = entry.factory.partition(":")
+    return getattr(importlib.import_module(module), fn)(entry.name, device=device)

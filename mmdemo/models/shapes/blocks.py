@@ -1,0 +1,92 @@
+"""Transformer building blocks shared by every fusion variant: attention that can record its weights."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Multi-head attention; `record = True` keeps the weights of the last call in `self.weights`."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.record = False
+        self.weights: torch.Tensor | None = None       # (B, heads, Tq, Tk) when recorded
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, Tq, D); context: (B, Tk, D) or None for self-attention; mask: bool (B|1, 1|h, Tq, Tk), True = attend."""
+        B, Tq, D = x.shape
+        ctx = x if context is None else context
+        Tk, h = ctx.shape[1], self.heads
+        q = self.q(x).view(B, Tq, h, D // h).transpose(1, 2)                     # (B, h, Tq, hs)
+        k, v = self.kv(ctx).view(B, Tk, 2, h, D // h).permute(2, 0, 3, 1, 4)      # 2 × (B, h, Tk, hs)
+        if self.record:
+            att = (q @ k.transpose(-2, -1)) * (D // h) ** -0.5                  # (B, h, Tq, Tk)
+            if mask is not None:
+                att = att.masked_fill(~mask, float("-inf"))
+            att = att.softmax(dim=-1)
+            self.weights = att
+            y = att @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(y.transpose(1, 2).reshape(B, Tq, D))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: self-attention, optional cross-attention to `context`, MLP."""
+
+    def __init__(self, dim: int, heads: int, *, cross: bool = False, mlp_ratio: int = 4):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.cross = Attention(dim, heads) if cross else None
+        self.norm_c = nn.LayerNorm(dim) if cross else None
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), mask=mask)
+        if self.cross is not None:
+            x = x + self.cross(self.norm_c(x), context=context)
+        return x + self.mlp(self.norm2(x))
+
+
+class ConvPatchEmbed(nn.Module):
+    """Pixels in [0, 1] -> image tokens: a small conv stem (stride 8) plus learned positions. (B, 3, H, W) -> (B, h*w, D)."""
+
+    def __init__(self, dim: int, image_size: int, stride: int = 8):
+        super().__init__()
+        assert stride == 8, "the stem has three stride-2 stages"
+        c1, c2 = dim // 4, dim // 2
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, c1, 3, 2, 1), nn.BatchNorm2d(c1), nn.GELU(),
+            nn.Conv2d(c1, c2, 3, 2, 1), nn.BatchNorm2d(c2), nn.GELU(),
+            nn.Conv2d(c2, dim, 3, 2, 1), nn.BatchNorm2d(dim), nn.GELU(),
+            nn.Conv2d(dim, dim, 1),
+        )
+        self.grid = image_size // stride
+        self.pos = nn.Parameter(torch.zeros(1, self.grid * self.grid, dim))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.stem((pixels - self.mean) / self.std)                            # (B, D, h, w)
+        return x.flatten(2).transpose(1, 2) + self.pos                            # (B, h*w, D)
+
+
+def causal_mask(T: int, device: torch.device | None = None) -> torch.Tensor:
+    """(1, 1, T, T) bool, True where position i may attend to j <= i."""
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril().view(1, 1, T, T)
+
+
+def padding_mask(ids: torch.Tensor, pad: int = 0) -> torch.Tensor:
+    """(B, 1, 1, T) bool, True on real tokens."""
+    return (ids != pad).view(ids.shape[0], 1, 1, ids.shape[1])

@@ -1,0 +1,187 @@
+"""The embedded shapes models behind the common protocol: caption, answer, and the explanation surface."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ...errors import InputError
+from ...world.vocab import ANSWERS
+from ..base import Answer, Caption, ExplainInputs, ModelInfo, Target, VLModel
+from . import decode, weights
+from .preprocess import to_pixels
+from .tokenizer import CLS, SEP, build_tokenizer, join, vocabulary
+
+KNOWS = ("Trained only on the synthetic shapes world: circles, squares, triangles and stars in six colours on a "
+         "light background. It cannot describe photos.")
+MAX_QUESTION_CHARS = 500
+FUSION_TEXT = {"early": "early (single stream)", "cross": "cross-attention (two streams)",
+               "late": "late (decision level)"}
+
+
+def pick_device(requested: str | None) -> torch.device:
+    from ...config import settings
+
+    requested = requested or settings().device
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class ShapesModel(VLModel):
+    def __init__(self, net, *, name: str, device: str | torch.device = "cpu", source: str = "", revision: str = ""):
+        self.net = net.to(device).eval()
+        self.device = torch.device(device)
+        self.tok = build_tokenizer()
+        self.vocab = vocabulary()
+        cfg = net.cfg
+        self.info = ModelInfo(
+            name=name, tasks=("caption", "vqa"), fusion=cfg.fusion, input_size=(cfg.image_size, cfg.image_size),
+            patch_grid=(cfg.grid, cfg.grid), device=str(self.device), dtype="float32", weights=source,
+            revision=revision, knows=KNOWS)
+
+    # --- inputs ----------------------------------------------------------------------------
+    def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(B, 3, S, S) float in [0, 1]."""
+        if not len(images):
+            raise InputError("no images given")
+        arr = np.stack([to_pixels(im, self.net.cfg.image_size) for im in images])
+        return torch.from_numpy(arr).to(self.device).float().div_(255)
+
+    def question_ids(self, questions: Sequence[str]) -> torch.Tensor:
+        rows = []
+        for q in questions:
+            q = (q or "").strip()
+            if not q:
+                raise InputError("the question is empty")
+            if len(q) > MAX_QUESTION_CHARS:
+                raise InputError(f"the question is {len(q)} characters long; the limit is {MAX_QUESTION_CHARS}")
+            rows.append(self.tok.encode(q).ids)
+        return _pad(rows, self.device)
+
+    def caption_ids(self, captions: Sequence[str]) -> torch.Tensor:
+        """[CLS] words [SEP], padded: (B, T)."""
+        return _pad([self.tok.encode(c).ids for c in captions], self.device)
+
+    # --- the protocol ----------------------------------------------------------------------
+    @torch.inference_mode()
+    def caption(self, images: Sequence[Image.Image], *, max_tokens: int = 24, num_beams: int = 1,
+                do_sample: bool = False, top_p: float = 0.9, temperature: float = 1.0,
+                seed: int | None = None, **_: Any) -> list[Caption]:
+        image = self.net.encode_image(self.pixels(images))
+        max_tokens = int(min(max(max_tokens, 1), self.net.cfg.max_text - 2))
+        if do_sample:
+            gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+            ids, probs = decode.sample(self.net, image, max_tokens, top_p=top_p, temperature=temperature,
+                                       generator=gen)
+        elif num_beams > 1:
+            ids, probs = decode.beam(self.net, image, max_tokens, num_beams=num_beams)
+        else:
+            ids, probs = decode.greedy(self.net, image, max_tokens)
+        return [self._caption(i, p) for i, p in zip(ids, probs)]
+
+    def _caption(self, ids: list[int], probs: list[float]) -> Caption:
+        tokens: list[tuple[str, float]] = []
+        for i, p in zip(ids, probs):
+            piece = self.vocab[i]
+            if piece.startswith("##") and tokens:  # a word piece joins the word before it
+                word, q = tokens[-1]
+                tokens[-1] = (word + piece[2:], q * p)
+            else:
+                tokens.append((piece, p))
+        return Caption(join([t for t, _ in tokens]), [(t, float(p)) for t, p in tokens])
+
+    @torch.inference_mode()
+    def answer(self, images: Sequence[Image.Image], questions: Sequence[str], top_k: int = 5) -> list[Answer]:
+        if len(images) != len(questions):
+            raise InputError(f"{len(images)} images but {len(questions)} questions")
+        q = self.question_ids(questions)
+        probs = self.net.answer_logits(self.net.encode_image(self.pixels(images)), q).softmax(-1)   # (B, A)
+        k = max(1, min(top_k, probs.shape[1]))
+        top = probs.topk(k, dim=-1)
+        return [Answer(ANSWERS[i[0]], float(p[0]), [(ANSWERS[j], float(pj)) for j, pj in zip(i, p)])
+                for p, i in zip(top.values.tolist(), top.indices.tolist())]
+
+    # --- explanation surface -------------------------------------------------------------------
+    def prepare(self, images: Sequence[Image.Image], targets: Sequence[Target]) -> ExplainInputs:
+        kinds = {t.kind == "answer" for t in targets}
+        if len(kinds) != 1:
+            raise InputError("a batch must be all answers or all captions")
+        pixels = self.pixels(images)
+        if targets[0].kind == "answer":
+            for t in targets:
+                if t.text not in ANSWERS:
+                    raise InputError(f"{t.text!r} is not an answer this model knows; known: {', '.join(ANSWERS)}")
+            ids = self.question_ids([t.question or "" for t in targets])
+            labels = torch.tensor([ANSWERS.index(t.text) for t in targets], device=self.device)
+            tokens = [self.tok.encode(t.question or "").tokens for t in targets]
+            return ExplainInputs(pixels, list(targets), tokens, {"ids": ids, "labels": labels, "causal": False})
+        ids = self.caption_ids([t.text for t in targets])                               # (B, T)
+        n_words = (ids != 0).sum(1) - 2                                                   # without [CLS], [SEP]
+        positions = torch.zeros_like(ids[:, 1:], dtype=torch.bool)                        # which next-token terms count
+        for b, t in enumerate(targets):
+            if t.kind == "token":
+                if not 0 <= t.token < int(n_words[b]):
+                    raise InputError(f"token {t.token} is out of range; the caption has {int(n_words[b])} tokens")
+                positions[b, t.token] = True
+            else:
+                positions[b, : int(n_words[b])] = True
+        tokens = [self.tok.encode(t.text).tokens for t in targets]
+        return ExplainInputs(pixels, list(targets), tokens, {"ids": ids, "positions": positions, "causal": True})
+
+    def score(self, inputs: ExplainInputs, *, pixels: torch.Tensor | None = None) -> torch.Tensor:
+        pixels = inputs.pixels if pixels is None else pixels
+        ids = inputs.extra["ids"]
+        if ids.shape[0] != pixels.shape[0]:  # attribution methods expand the batch (steps, windows)
+            reps = pixels.shape[0] // ids.shape[0]
+            inputs = _repeat(inputs, reps)
+            ids = inputs.extra["ids"]
+        image = self.net.encode_image(pixels)
+        if not inputs.extra["causal"]:
+            logp = self.net.answer_logits(image, ids).log_softmax(-1)                    # (B, A)
+            return logp.gather(1, inputs.extra["labels"][:, None])[:, 0]
+        logp = self.net.caption_logits(image, ids[:, :-1]).log_softmax(-1)               # (B, T-1, V)
+        tok = logp.gather(2, ids[:, 1:, None])[..., 0]                                    # (B, T-1)
+        return (tok * inputs.extra["positions"]).sum(1)
+
+    def attention(self, inputs: ExplainInputs) -> torch.Tensor:
+        """(L, B, heads, T, P) text -> image attention of the fusion layers.
+
+        cross: the cross-attention weights; early: text rows of the joint self-attention over the image
+        columns, renormalised to sum to 1; late: the pooling query's attention (the same for every word)."""
+        from .attention import record_attention
+
+        with torch.no_grad(), record_attention(self.net) as maps:
+            self.score(inputs)
+            return maps()
+
+    @property
+    def image_embedding(self) -> torch.nn.Module:
+        return self.net.patch_embed
+
+    @property
+    def text_embedding(self) -> torch.nn.Module:
+        return self.net.word_embed
+
+
+def _pad(rows: list[list[int]], device) -> torch.Tensor:
+    out = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r)
+    return out.to(device)
+
+
+def _repeat(inputs: ExplainInputs, reps: int) -> ExplainInputs:
+    """Repeat every item `reps` times, item-major (as Captum lays out its expanded batches)."""
+    extra = {k: v.repeat_interleave(reps, 0) if isinstance(v, torch.Tensor) else v for k, v in inputs.extra.items()}
+    return ExplainInputs(inputs.pixels.repeat_interleave(reps, 0), inputs.targets, inputs.text_tokens, extra)
+
+
+def load(name: str, device: str | None = None) -> ShapesModel:
+    folder = weights.model_dir(name)
+    net = weights.load_net(folder)
+    return ShapesModel(net, name=name, device=pick_device(device), source=str(folder),
+                       revision=weights.revision(folder))

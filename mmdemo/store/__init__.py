@@ -1,0 +1,15 @@
+"""Corrections store: every corrected caption or answer with its provenance, never lost, exportable.
+
+    from mmdemo.store import open_store
+    store = open_store()                         # SQLite at $MMDEMO_DATA_DIR/corrections.db, or $MMDEMO_DATABASE_URL
+    cid = store.add(image, "a red circle", "a large red circle", model="shapes-cross", annotator="ana")
+    store.update(cid, "a large red circle above a star", "ben")   # version 2; version 1 kept
+    store.get(cid).history, store.list(search="circle"), store.stats()
+
+Exports and imports live in mmdemo.store.exports (pandas/pyarrow load only when used).
+"""
+from ._text import LIMITS, TASKS, DiffOp, edit_rate, word_diff
+from .store import Correction, NotFoundError, Store, Version, open_store
+
+__all__ = ["LIMITS", "TASKS", "Correction", "DiffOp", "NotFoundError", "Store", "Version", "edit_rate",
+           "open_store", "word_diff"]

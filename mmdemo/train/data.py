@@ -1,0 +1,83 @@
+"""Training data from the shapes world: a pool of rendered views, fresh questions drawn every step."""
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..models.shapes.preprocess import to_pixels
+from ..models.shapes.tokenizer import build_tokenizer
+from ..world.language import caption, sample_question
+from ..world.scene import Scene
+from ..world.views import patch_labels, random_view
+from ..world.vocab import ANSWERS
+
+
+@dataclass
+class Pool:
+    pixels: torch.Tensor           # (N, 3, S, S) uint8
+    patch_labels: torch.Tensor     # (N, P, 3) int64
+    captions: torch.Tensor         # (N, Tc) int64 caption ids, [CLS] … [SEP], 0-padded
+    scenes: list[Scene]            # metadata only (masks dropped)
+
+
+def _chunk(args) -> tuple:
+    seed, start, count, size, grid, variations = args
+    tok = build_tokenizer()
+    pixels, labels, caps, scenes = [], [], [], []
+    for i in range(start, start + count):
+        rng = np.random.default_rng([seed, i])
+        scene, image = random_view(rng, variations=variations and (i % 8 != 0))  # 1 in 8 plain 128 px
+        pixels.append(to_pixels(image, size))
+        labels.append(patch_labels(scene, grid))
+        caps.append(tok.encode(caption(scene)).ids)
+        scene.masks = None
+        scenes.append(scene)
+    return np.stack(pixels), np.stack(labels), caps, scenes
+
+
+def make_pool(n: int, seed: int, *, size: int, grid: int, variations: bool = True, workers: int = 2,
+              progress: bool = True) -> Pool:
+    """Render n views (seeded by (seed, index), so any slice is reproducible)."""
+    from tqdm import tqdm
+
+    step = 500
+    jobs = [(seed, s, min(step, n - s), size, grid, variations) for s in range(0, n, step)]
+    out = []
+    with mp.get_context("fork").Pool(workers) as pool:
+        for r in tqdm(pool.imap(_chunk, jobs), total=len(jobs), desc="render", disable=not progress):
+            out.append(r)
+    pixels = torch.from_numpy(np.concatenate([r[0] for r in out]))
+    labels = torch.from_numpy(np.concatenate([r[1] for r in out]))
+    caps = [c for r in out for c in r[2]]
+    T = max(len(c) for c in caps)
+    cap_ids = torch.zeros(len(caps), T, dtype=torch.long)
+    for i, c in enumerate(caps):
+        cap_ids[i, :len(c)] = torch.tensor(c)
+    return Pool(pixels, labels, cap_ids, [s for r in out for s in r[3]])
+
+
+class QuestionSampler:
+    """Draws a question per scene; tokenisation cached (the world has a few thousand distinct questions)."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.tok = build_tokenizer()
+        self.cache: dict[str, list[int]] = {}
+        self.answer_index = {a: i for i, a in enumerate(ANSWERS)}
+
+    def ids(self, text: str) -> list[int]:
+        if text not in self.cache:
+            self.cache[text] = self.tok.encode(text).ids
+        return self.cache[text]
+
+    def batch(self, scenes: list[Scene]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) question ids, (B,) answer indices."""
+        qs = [sample_question(s, self.rng) for s in scenes]
+        ids = [self.ids(q.text) for q in qs]
+        out = torch.zeros(len(ids), max(map(len, ids)), dtype=torch.long)
+        for i, row in enumerate(ids):
+            out[i, :len(row)] = torch.tensor(row)
+        return out, torch.tensor([self.answer_index[q.answer] for q in qs])
