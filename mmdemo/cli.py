@@ -35,9 +35,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
     else:
+        width = max(len(r["name"]) for r in rows) + 2
         for r in rows:
             flag = "ready" if r["available"] else "no weights"
-            print(f"{r['name']:<16} {','.join(r['tasks']):<12} {r['fusion']:<16} {flag:<10} {r['summary']}")
+            print(f"{r['name']:<{width}} {','.join(r['tasks']):<12} {r['fusion']:<16} {flag:<10} {r['summary']}")
     return 0
 
 

@@ -233,7 +233,8 @@ def test_cli_export_and_import_without_torch_or_gradio(tmp_path):
     assert heavy == []
     assert json.loads(proc.stdout)["rows"] == 1 and len(list((tmp_path / "imgs").iterdir())) == 1
     env["MMDEMO_DATA_DIR"] = str(tmp_path / "data2")
-    proc, heavy = _run_mmdemo(["import-coco", str(tmp_path / "c.json"), "--images", str(tmp_path / "imgs"), "--json"], env)
+    proc, heavy = _run_mmdemo(["import-coco", str(tmp_path / "c.json"), "--images", str(tmp_path / "imgs"), "--json"],
+                              env)
     assert proc.returncode == 0 and heavy == [] and json.loads(proc.stdout)["added"] == 1
     proc, heavy = _run_mmdemo(["corrections", "--json"], env)
     assert heavy == [] and json.loads(proc.stdout)[0]["id"] == cid

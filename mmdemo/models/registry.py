@@ -18,6 +18,7 @@ class ModelEntry:
     factory: str                        # "package.module:function", called as function(name, device=…)
     weights: Callable[[], bool]         # are the weights on this machine? (must not load them)
     source: str = ""                    # file, folder or hub id the weights come from
+    missing: Callable[[], str] | None = None   # the message when weights are absent (where looked, how to get them)
 
     def available(self) -> bool:
         try:
@@ -73,9 +74,9 @@ def resolve(name: str) -> ModelEntry:
     _ensure_families()
     if name in _REGISTRY:
         return _REGISTRY[name]
-    resolver = _resolvers[0] if _resolvers else None
-    if resolver is not None and (Path(name).is_dir() or "/" in name):
-        return resolver(name)
+    if Path(name).is_dir() or "/" in name:
+        for resolver in _resolvers:
+            return resolver(name)
     return get_entry(name)
 
 
@@ -93,6 +94,7 @@ def load(name: str | None = None, *, device: str | None = None):
 
     entry = resolve(name or settings().default_model)
     if not entry.available():
-        raise WeightsMissingError(f"weights for {entry.name!r} are not on this machine (looked for {entry.source})")
+        raise WeightsMissingError(entry.missing() if entry.missing else
+                                  f"weights for {entry.name!r} are not on this machine (looked for {entry.source})")
     module, _, fn = entry.factory.partition(":")
     return getattr(importlib.import_module(module), fn)(entry.name, device=device)

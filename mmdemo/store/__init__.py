@@ -6,10 +6,13 @@
     store.update(cid, "a large red circle above a star", "ben")   # version 2; version 1 kept
     store.get(cid).history, store.list(search="circle"), store.stats()
 
-Exports and imports live in mmdemo.store.exports (pandas/pyarrow load only when used).
+    export(store, "parquet", "corrections.parquet")  # or csv, jsonl, coco; import_coco("captions.json")
+
+Exports and imports live in mmdemo.store.exports (pandas/pyarrow load only when an export runs).
 """
 from ._text import LIMITS, TASKS, DiffOp, edit_rate, word_diff
+from .exports import COLUMNS, FORMATS, export, import_coco
 from .store import Correction, NotFoundError, Store, Version, open_store
 
-__all__ = ["LIMITS", "TASKS", "Correction", "DiffOp", "NotFoundError", "Store", "Version", "edit_rate",
-           "open_store", "word_diff"]
+__all__ = ["COLUMNS", "FORMATS", "LIMITS", "TASKS", "Correction", "DiffOp", "NotFoundError", "Store", "Version",
+           "edit_rate", "export", "import_coco", "open_store", "word_diff"]

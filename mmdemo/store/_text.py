@@ -80,8 +80,8 @@ class DiffOp(NamedTuple):
 def word_diff(a: str | None, b: str | None) -> list[DiffOp]:
     """Word-level diff from `a` (model output) to `b` (correction), for display.
 
-    >>> word_diff("a red circle", "a blue circle")
-    [DiffOp(op='equal', text='a'), DiffOp(op='delete', text='red'), DiffOp(op='insert', text='blue'), DiffOp(op='equal', text='circle')]
+    >>> [tuple(d) for d in word_diff("a red circle", "a blue circle")]
+    [('equal', 'a'), ('delete', 'red'), ('insert', 'blue'), ('equal', 'circle')]
     """
     wa, wb = (a or "").split(), (b or "").split()
     out: list[DiffOp] = []

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -16,6 +16,7 @@ from sqlalchemy.pool import StaticPool
 from ..config import settings
 from ..errors import InputError, MmdemoError, StoreError
 from . import _schema as S
+from ._gate import WriteGate
 from ._images import ImageFiles, ImageTable, check_hash
 from ._text import DiffOp, clean_decoding, clean_task, clean_text, edit_rate, word_diff
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE = 1_000          # most rows one list() call returns
 _BATCH = 500              # rows per transaction in add_many / imports
+_ADD_KEYWORDS = {"model", "model_revision", "task", "question", "annotator", "note", "decoding"}
 
 
 class NotFoundError(StoreError, KeyError):
@@ -99,6 +101,8 @@ def _utc(t: datetime | None, name: str) -> datetime | None:
 
 
 def _insert_ignoring_duplicates(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
@@ -114,8 +118,9 @@ class Store:
     """
 
     def __init__(self, engine: Engine, images: ImageFiles | ImageTable, where: str, *,
-                 sync: Any | None = None, timeout_s: float = 10.0):
+                 sync: Any | None = None, timeout_s: float = 10.0, gate: WriteGate | None = None):
         self.engine = engine
+        self._gate = gate                   # SQLite file: queues this machine's writers (see _gate)
         self.where = where                  # for messages: file path, or URL without password
         self.timeout_s = timeout_s
         self._images = images
@@ -145,15 +150,22 @@ class Store:
                 image, model_output, corrected = item.pop("image"), item.pop("model_output"), item.pop("corrected")
             except KeyError as e:
                 raise InputError(f"add_many: an item has no {e.args[0]!r}") from None
+            unknown = set(item) - _ADD_KEYWORDS
+            if unknown:
+                raise InputError(f"add_many: unknown field(s) {', '.join(sorted(unknown))}")
             batch.append(self._prepare(image, model_output, corrected, _seen=seen, **item))
             if len(batch) >= _BATCH:
-                self._insert(batch)
-                ids += [r["id"] for r in batch]
+                ids += self._insert_and_push(batch)
                 batch = []
         if batch:
-            self._insert(batch)
-            ids += [r["id"] for r in batch]
+            ids += self._insert_and_push(batch)
         return ids
+
+    def _insert_and_push(self, rows: list[dict[str, Any]]) -> list[str]:
+        self._insert(rows)
+        for r in rows:
+            self._push(r["id"])
+        return [r["id"] for r in rows]
 
     def update(self, id: str, corrected: str, annotator: str | None = None, *,
                note: str | None = None) -> Correction:
@@ -293,6 +305,8 @@ class Store:
     def close(self) -> None:
         """Release pooled connections (and stop a hub sync after a last push)."""
         self.engine.dispose()
+        if self._gate is not None:
+            self._gate.close()
         if self._sync is not None:
             self._sync.close()
 
@@ -322,13 +336,7 @@ class Store:
                     self._images.write(h, png)
                     row["size_bytes"] = len(png)
         else:
-            with self._tx("check an image") as conn:
-                present = self._images.has(conn, h)
-            if not present:
-                png = intake.encode_png(img)
-                row.update(size_bytes=len(png), data=png)
-            else:
-                row["size_bytes"] = 0     # the row exists: the insert below is skipped
+            row["_pixels"] = img          # PNG made in _insert, only if the table lacks this hash
         return row
 
     def _prepare(self, image: Any, model_output: str | None, corrected: str, *, model: str,
@@ -367,12 +375,29 @@ class Store:
         cols = {col.name for col in S.corrections.columns}
         with self._tx("save corrections", write=True) as conn:
             if image_rows:
-                _insert_ignoring_duplicates(conn, S.images, [{"data": None, **r} for r in image_rows])
+                _insert_ignoring_duplicates(conn, S.images, self._image_rows(conn, image_rows))
             conn.execute(insert(S.corrections), [{k: r.get(k) for k in cols} for r in rows])
             conn.execute(insert(S.correction_versions), [
                 {"correction_id": r["id"], "version": r["version"], "corrected": r["corrected"],
                  "annotator": r["annotator"], "note": r["note"], "edit_rate": r["edit_rate"],
                  "created_at": r["updated_at"]} for r in rows])
+
+    def _image_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """images rows to insert: files are already written; table stores get the PNG of each new hash."""
+        columns = {col.name for col in S.images.columns}
+        if isinstance(self._images, ImageFiles) or not any("_pixels" in r for r in rows):
+            return [{"data": None, **{k: v for k, v in r.items() if k in columns}} for r in rows]
+        from .. import images as intake
+
+        present = set(conn.execute(select(S.images.c.hash)
+                                   .where(S.images.c.hash.in_([r["hash"] for r in rows]))).scalars())
+        out = []
+        for r in rows:
+            if r["hash"] in present:
+                continue
+            png = intake.encode_png(r["_pixels"])
+            out.append({**{k: v for k, v in r.items() if k in columns}, "size_bytes": len(png), "data": png})
+        return out
 
     def _push(self, id: str) -> None:
         """Hand the saved state to the hub sync; a sync failure never fails a save."""
@@ -442,7 +467,8 @@ class Store:
     def _tx(self, action: str, *, write: bool = False) -> Iterator[Connection]:
         """A transaction; on SQLite a writing one takes the write lock up front (BEGIN IMMEDIATE),
         so concurrent writers queue on busy_timeout instead of failing on a lock upgrade."""
-        with self._guard(action), self.engine.connect() as conn:
+        gate = self._gate.hold() if write and self._gate is not None else nullcontext()
+        with self._guard(action), gate, self.engine.connect() as conn:
             if write:
                 conn.execution_options(mmdemo_write=True)
             with conn.begin():
@@ -455,6 +481,9 @@ class Store:
             yield
         except MmdemoError:
             raise
+        except TimeoutError as e:   # the write gate (an OSError: before the OSError branch)
+            raise StoreError(f"could not {action}: the corrections database {self.where} is locked by "
+                             f"another process (waited {self.timeout_s:g} s)") from e
         except exc.DBAPIError as e:
             raise StoreError(self._explain(action, e)) from e
         except exc.SQLAlchemyError as e:
@@ -511,16 +540,17 @@ def _postgres_url(url: str) -> str:
     return url
 
 
-def open_store(url: str | None = None, *, timeout_s: float = 10.0, synchronous: str = "FULL",
+def open_store(url: str | None = None, *, timeout_s: float = 10.0, synchronous: str = "NORMAL",
                sync: Any | None = "env") -> Store:
     """Open (and create or migrate) the corrections store.
 
     `url`: None → MMDEMO_DATABASE_URL, else SQLite at MMDEMO_DATA_DIR/corrections.db (WAL mode).
     Accepts `sqlite:///path.db`, `sqlite://` (memory), a plain file path, and `postgresql://…`
     (driven by psycopg 3). `timeout_s`: how long to wait for a lock or a connection.
-    `synchronous`: SQLite's fsync policy; FULL keeps every returned id through a crash of the
-    process and of the machine. `sync`: "env" → the Hugging Face dataset sync when
-    MMDEMO_HUB_DATASET and HF_TOKEN are set; None → off.
+    `synchronous`: SQLite's fsync policy. NORMAL (WAL): every id returned survives a crash or
+    SIGKILL of any process, and the file is never corrupted; a power cut may roll back the last
+    commits. FULL also keeps those through a power cut, at one fsync per save.
+    `sync`: "env" → the Hugging Face dataset sync when MMDEMO_HUB_DATASET and HF_TOKEN are set; None → off.
     """
     if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
         raise InputError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -549,6 +579,7 @@ def open_store(url: str | None = None, *, timeout_s: float = 10.0, synchronous: 
         engine = _sqlite_engine(path, timeout_s, synchronous.upper())
         images = ImageFiles(path.parent / "images") if path is not None else ImageTable()
         where = str(path) if path is not None else "sqlite (memory)"
+        gate = WriteGate(path.with_name(path.name + ".lock"), timeout_s) if path is not None else None
     elif backend == "postgresql":
         try:
             engine = create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10,
@@ -557,13 +588,14 @@ def open_store(url: str | None = None, *, timeout_s: float = 10.0, synchronous: 
             raise StoreError(f"PostgreSQL needs the psycopg driver (pip install 'psycopg[binary]'): {e}") from None
         images = ImageTable()
         where = parsed.render_as_string(hide_password=True)
+        gate = None
     else:
         raise InputError(f"unsupported database {backend!r}: use sqlite:///PATH or postgresql://…")
     if sync == "env":
         from .hub_sync import HubSync
         sync = HubSync.from_env(cfg.data_dir)
     try:
-        return Store(engine, images, where, sync=sync, timeout_s=timeout_s)
+        return Store(engine, images, where, sync=sync, timeout_s=timeout_s, gate=gate)
     except BaseException:
         engine.dispose()
         raise

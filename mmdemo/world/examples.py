@@ -74,6 +74,13 @@ def read_examples(folder: str | Path = FOLDER) -> list[dict]:
     return [{**r, "path": str((folder / r["file"]).resolve())} for r in rows if (folder / r["file"]).is_file()]
 
 
+def example_scene(row: dict):
+    """The example's scene (objects and pixel masks) and its image, re-rendered from the row's seed."""
+    spec = next(sp for sp in SPECS if sp.seed == row["seed"])
+    scene = sample_scene(spec.seed, spec.width, spec.height, n_objects=spec.n_objects)
+    return scene, render(scene)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     folder = Path(argv[0]) if argv else FOLDER

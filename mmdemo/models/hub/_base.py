@@ -247,7 +247,9 @@ class Captioner(HubModel):
     on request, the text→image attention of every layer over the patch columns only: (L, B, heads, S, h*w).
     """
 
-    caption_defaults: ClassVar[dict[str, Any]] = {"max_new_tokens": 30, "num_beams": 1, "do_sample": False}
+    # greedy, at least one token (a real captioner never stops at once; a tiny random one might)
+    caption_defaults: ClassVar[dict[str, Any]] = {"min_new_tokens": 1, "max_new_tokens": 30, "num_beams": 1,
+                                                  "do_sample": False}
 
     start_id: int                       # set by subclasses in __init__
     end_id: int

@@ -7,8 +7,8 @@ from pathlib import Path
 from ...errors import WeightsMissingError
 from ._base import HubModel
 from ._catalogue import family_of, read_config
-from ._weights import (cached_snapshot, download_allowed, hub_cache_dir, local_files, missing_message, revision_of,
-                       source_of)
+from ._weights import (cached_snapshot, download_allowed, hub_cache_dir, hub_kwargs, local_files, missing_message,
+                       revision_of, source_of)
 
 
 def load_model(name: str, *, device: str | None = None) -> HubModel:
@@ -28,7 +28,7 @@ def load_model(name: str, *, device: str | None = None) -> HubModel:
         family = family_of(read_config(Path(config_path)), where=source.location)
     else:
         family = family_of(read_config(folder / "config.json"), where=source.location)
-    hub = {"cache_dir": str(hub_cache_dir()), "local_files_only": not fetch} if source.is_hub else {}
+    hub = hub_kwargs(source.location, fetch) if source.is_hub else {}
     adapter: type[HubModel] = family.adapter_class()
     model = adapter.from_pretrained(source.location, name=name, device=device, weights=source.location,
                                     revision=revision_of(source, folder), **hub)

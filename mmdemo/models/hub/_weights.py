@@ -74,6 +74,13 @@ def source_of(name: str) -> Source:
     return Source(name, str(Path(name).expanduser()), False)
 
 
+def hub_kwargs(location: str, fetch: bool | None = None) -> dict[str, object]:
+    """from_pretrained keywords for a hub id (this cache; local files only unless fetching is allowed); {} for a folder."""
+    if not is_hub_id(location):
+        return {}
+    return {"cache_dir": str(hub_cache_dir()), "local_files_only": not (download_allowed() if fetch is None else fetch)}
+
+
 def cached_snapshot(repo: str) -> Path | None:
     """The cached snapshot folder holding config.json and weights for `repo`, or None (never touches the network)."""
     try:

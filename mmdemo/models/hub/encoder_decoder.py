@@ -10,7 +10,7 @@ from torch import nn
 
 from ._base import Captioner
 from ._catalogue import ENCODER_DECODER
-from ._weights import download_allowed, hub_cache_dir, is_hub_id
+from ._weights import hub_kwargs
 
 
 class EncoderDecoderCaptioner(Captioner):
@@ -23,15 +23,26 @@ class EncoderDecoderCaptioner(Captioner):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        cfg, dec, tok = self.model.config, self.model.config.decoder, self.tokenizer
-        start = cfg.decoder_start_token_id if cfg.decoder_start_token_id is not None else dec.bos_token_id
-        end = next((i for i in (cfg.eos_token_id, dec.eos_token_id, tok.eos_token_id, tok.sep_token_id) if i is not None))
-        self.start_id, self.end_id = int(start), int(end[0] if isinstance(end, (list, tuple)) else end)
+        tok = self.tokenizer
+        start = self._first("decoder_start_token_id", "bos_token_id")
+        end = self._first("eos_token_id")
+        self.start_id = int(start if start is not None else tok.cls_token_id)
+        self.end_id = int(end if end is not None else tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id)
+
+    def _first(self, *keys: str) -> int | None:
+        """A special-token id from the generation config, the model config or the decoder config, in that order."""
+        for key in keys:
+            for cfg in (getattr(self.model, "generation_config", None), self.model.config, self.model.config.decoder):
+                value = getattr(cfg, key, None)
+                value = value[0] if isinstance(value, (list, tuple)) and value else value
+                if isinstance(value, int):
+                    return value
+        return None
 
     @property
     def pad_id(self) -> int:
-        pad = self.model.config.pad_token_id
-        return super().pad_id if pad is None else int(pad)
+        pad = self._first("pad_token_id")
+        return super().pad_id if pad is None else pad
 
     def _about(self) -> str:
         enc, dec = self.model.config.encoder.model_type, self.model.config.decoder.model_type
@@ -48,7 +59,8 @@ class EncoderDecoderCaptioner(Captioner):
         return self.model.decoder.get_input_embeddings()
 
     def _generate(self, pixels: torch.Tensor, prompt: torch.Tensor, **kw: Any) -> Any:
-        return self.model.generate(pixel_values=pixels, decoder_input_ids=prompt, **kw)
+        return self.model.generate(pixel_values=pixels, decoder_input_ids=prompt,
+                                   decoder_attention_mask=torch.ones_like(prompt), **kw)
 
     def _forward(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
                  attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -69,9 +81,7 @@ def assemble_vit_bert(encoder: str | Path, decoder: str | Path, folder: str | Pa
     """
     from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
 
-    hub = lambda src: ({"cache_dir": str(hub_cache_dir()), "local_files_only": not download_allowed()}  # noqa: E731
-                       if is_hub_id(str(src)) else {})
-    enc_kw, dec_kw = hub(encoder), hub(decoder)
+    enc_kw, dec_kw = hub_kwargs(str(encoder)), hub_kwargs(str(decoder))
     model = VisionEncoderDecoderModel.from_encoder_decoder_pretrained(
         str(encoder), str(decoder), **{f"encoder_{k}": v for k, v in enc_kw.items()},
         **{f"decoder_{k}": v for k, v in dec_kw.items()})

@@ -1,0 +1,160 @@
+"""CLI commands `explain` and `eval-explain`. Heavy imports happen inside the handlers."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..cli import emit
+from ..errors import InputError
+
+
+def _load(name: str | None, device: str | None = None):
+    from ..models.registry import load
+
+    return load(name, device=device)
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"none": None, "true": True, "false": False}.get(text.lower(), text)
+
+
+def _options(pairs: list[str] | None) -> dict[str, Any]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--option takes KEY=VALUE, got {pair!r}")
+        out[key.strip().replace("-", "_")] = _value(value.strip())
+    return out
+
+
+def _target(model, image, args: argparse.Namespace):
+    """The Target the arguments describe: an answer (given or predicted), a caption (given or the model's own),
+    or one token of it."""
+    from ..models.base import Target
+
+    if args.question is not None:
+        if not args.question.strip():
+            raise InputError("the question is empty")
+        if args.token is not None:
+            raise InputError("--token picks a caption token; it cannot go with --question")
+        answer = args.target or model.answer([image], [args.question], top_k=1)[0].answer
+        return Target("answer", answer, question=args.question)
+    if "caption" not in model.info.tasks:
+        raise InputError(f"{model.info.name!r} does not caption images; give --question")
+    caption = args.target or model.caption([image])[0].text
+    if not caption.strip():
+        raise InputError("the model wrote an empty caption; give the caption to explain with --target")
+    if args.token is not None:
+        return Target("token", caption, token=args.token)
+    return Target("caption", caption)
+
+
+def _out_path(path: str) -> Path:
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise InputError(f"cannot write {out}: folder {out.parent} does not exist")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise InputError(f"--out must end in .png, .jpg or .webp, got {out.name!r}")
+    return out
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from ..images import load_image
+
+    out = _out_path(args.out)
+    options = _options(args.option)
+    image = load_image(args.image)
+    model = _load(args.model, args.device)
+    target = _target(model, image, args)
+    started = time.perf_counter()
+    payload: dict[str, Any] = {"model": model.info.name, "method": args.method, "target": target.text}
+    if target.question:
+        payload["question"] = target.question
+    if target.kind == "token":
+        payload["token"] = target.token
+    if args.method == "modality":
+        from .. import viz
+        from .modality import modality_share
+
+        share = modality_share(model, image, target, **options)
+        viz.plot_modality(share, title=target.text).savefig(out)
+        payload |= {"image_share": round(share["image_share"], 4), "text_share": round(share["text_share"], 4),
+                    "seconds": round(time.perf_counter() - started, 4), "out": str(out)}
+        emit(payload, args.json, f"image {share['image_share']:.0%}, text {share['text_share']:.0%}; wrote {out}")
+        return 0
+    from .. import viz
+    from .engine import explain
+
+    e = explain(model, image, target, args.method, **options)
+    viz.overlay(image, e.upsampled).save(out)
+    h, w = e.grid.shape
+    payload |= {"grid": [h, w], "map": [[round(float(v), 4) for v in row] for row in e.grid],
+                "seconds": round(time.perf_counter() - started, 4), "out": str(out)}
+    if e.text is not None:
+        payload["text"] = [{"token": t, "score": round(s, 6)} for t, s in e.text]
+    emit(payload, args.json, f"{args.method} map of {target.text!r} ({e.seconds:.2f} s); wrote {out}")
+    return 0
+
+
+def _cmd_eval_explain(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_explanations
+
+    model = _load(args.model, args.device)
+    methods = [m.strip() for m in ",".join(args.methods or []).split(",") if m.strip()] or None
+    report = evaluate_explanations(model, methods, n=args.n, seed=args.seed, batch=args.batch,
+                                   progress=not args.json)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(format_table(report))
+    return 0
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{report['model']}: {report['questions']} held-out questions with one evidence object; "
+             f"answer accuracy {report['answer_accuracy']:.1%}; pointing chance {report['pointing_chance']:.1%}",
+             f"{'method':<12} {'pointing':>8} {'mass in':>8} {'deletion':>9} {'(random)':>9} "
+             f"{'insertion':>9} {'(random)':>9} {'s/map':>8}"]
+    for m, r in report["methods"].items():
+        lines.append(f"{m:<12} {r['pointing_game']:>8.1%} {r['mass_inside']:>8.1%} {r['deletion_auc']:>9.3f} "
+                     f"{r['random_deletion_auc']:>9.3f} {r['insertion_auc']:>9.3f} {r['random_insertion_auc']:>9.3f} "
+                     f"{r['seconds_per_map']:>8.4f}")
+    return "\n".join(lines)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="draw where the model looked for an answer, a caption, or one caption token")
+    p.add_argument("image")
+    p.add_argument("--question", default=None, help="explain the answer to this question (default: the caption)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--target", default=None,
+                       help="the answer (with --question) or caption to explain (default: the model's own)")
+    which.add_argument("--token", type=int, default=None, help="explain only this caption token (0-based)")
+    p.add_argument("--method", default="attention",
+                   help="attention, rollout, relevance, ig, ig-pixels, saliency, inputxgrad, gradcam, occlusion, "
+                        "shapley, text-ig, or modality (image vs text share)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="method option, e.g. steps=64 (repeatable)")
+    p.add_argument("--out", required=True, help="where to write the overlay (PNG); for modality, the share plot")
+    p.add_argument("--model", default=None, help="registered name, hub id or local folder (default: MMDEMO_DEFAULT_MODEL)")
+    p.add_argument("--device", default=None, help="cpu, cuda … (default: cuda when present)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser("eval-explain", help="score explanation methods on held-out world questions")
+    p.add_argument("--model", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--methods", nargs="*", default=None, help="methods (space or comma separated; default: all image maps)")
+    p.add_argument("--n", type=int, default=500, help="questions with exactly one evidence object")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=16, help="questions per batch")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_eval_explain)

@@ -1,0 +1,75 @@
+"""`explain(model, image, target, method)`: one method, one image, one target -> an Explanation, cached."""
+from __future__ import annotations
+
+import inspect
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InputError
+from ..images import content_hash
+from ..models.base import Target, VLModel
+from ._cache import LRU, freeze
+from ._forward import word_features
+from ._registry import method_for
+from .explanation import Explanation, relevance, upsample
+
+CACHE = LRU()
+
+
+@contextmanager
+def gradients() -> Iterator[None]:
+    """Autograd on, even when the caller runs under torch.inference_mode (as the UI's handlers do)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def model_key(model: VLModel) -> tuple:
+    """A model by name and weights revision; a model without a revision (built in memory) by its identity."""
+    info = model.info
+    return (info.name, info.revision) if info.revision else (info.name, "id", id(model))
+
+
+def explain(model: VLModel, image: Image.Image, target: Target, method: str = "attention", *,
+            sign: str = "positive", cache: bool = True, **options: Any) -> Explanation:
+    """Explain `target` (an answer, a caption, or one caption token) for `image` with `method` (see METHODS).
+
+    `options` go to the method (e.g. steps=64, baseline="blur", layer=-1); `sign` chooses how the signed map
+    becomes the drawn one ("positive" or "absolute")."""
+    if not isinstance(target, Target):
+        raise InputError(f"target must be an mmdemo.Target, not {type(target).__name__}")
+    unit = method_for(method, model)
+    _check_options(unit, options)
+    key = (content_hash(image), model_key(model), target, method, sign, freeze(options))
+    if cache and (hit := CACHE.get(key)) is not None:
+        return hit
+    started = time.perf_counter()
+    with gradients():
+        inputs = model.prepare([image], [target])
+        out = unit.attribute(inputs, **options)
+    h, w = model.info.patch_grid
+    text = None
+    if unit.output == "text":
+        values = out[0].detach().float().cpu().tolist()
+        text = [(tok, float(v)) for (_, tok), v in zip(word_features(inputs)[0], values)]
+        raw = np.zeros((h, w), dtype=np.float32)
+    else:
+        raw = out[0].detach().float().cpu().numpy().reshape(h, w)
+    grid = relevance(raw, sign)
+    result = Explanation(method, target, grid, upsample(grid, image.size), time.perf_counter() - started, text, raw)
+    if cache:
+        CACHE.put(key, result)
+    return result
+
+
+def _check_options(unit, options: dict[str, Any]) -> None:
+    params = inspect.signature(unit.attribute).parameters
+    known = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        takes = f"it takes {', '.join(known)}" if known else "it takes no options"
+        raise InputError(f"method {unit.name!r} has no option {', '.join(unknown)}; {takes}")

@@ -1,0 +1,28 @@
+"""`shapley`: Shapley values of the image patches (Captum ShapleyValueSampling, one feature per patch)."""
+from __future__ import annotations
+
+import torch
+from captum.attr import ShapleyValueSampling
+
+from ..models.base import ExplainInputs
+from ._forward import ScoreFunction, image_baseline, max_rows, patch_mask, pool_to_grid
+from ._method import MapMethod
+from ._registry import register
+
+
+@register
+class ShapleyMap(MapMethod):
+    name = "shapley"
+    summary = "Shapley values of the patches, sampled over random orders; absent patches take the baseline"
+
+    def attribute(self, inputs: ExplainInputs, *, samples: int = 8, baseline: str | float = "median",
+                  perturbations_per_eval: int | None = None, seed: int = 0) -> torch.Tensor:
+        fn = ScoreFunction(self.model, inputs)
+        per_eval = perturbations_per_eval or max(1, max_rows(fn) // fn.batch)
+        with torch.random.fork_rng(devices=[]):                           # Captum samples orders with torch's RNG
+            torch.manual_seed(seed)
+            attr = ShapleyValueSampling(fn).attribute(
+                inputs.pixels, baselines=image_baseline(inputs.pixels, baseline, self.grid),
+                feature_mask=patch_mask(inputs.pixels, self.grid), n_samples=int(samples),
+                perturbations_per_eval=per_eval)                                  # (B, 3, H, W)
+        return pool_to_grid(attr, self.grid, reduce="mean")

@@ -1,0 +1,97 @@
+"""About tab: the model cards, and one paragraph per explanation method — what it shows, when not to trust it,
+and how faithful it measures on this model."""
+from __future__ import annotations
+
+import gradio as gr
+
+from .common import handler, model_cards
+
+INTRO = """\
+**mmdemo** captions images and answers questions about them with vision-language models, shows where a model
+looked for each word and each answer, compares early, cross and late fusion, and keeps your corrections as a
+dataset. The embedded `shapes-*` models were trained by this project on a synthetic world of circles, squares,
+triangles and stars in six colours: they know nothing else, so a photo gets a shapes-world answer.
+"""
+
+METHOD_NOTES = {
+    "attention": ("The model's own text→image attention weights for the target, averaged over layers and heads "
+                  "(or one layer). Cheap: one forward pass.",
+                  "Attention says where information was read, not whether it changed the answer; heads that "
+                  "attend everywhere blur it, and late fusion has almost no text→image attention to show."),
+    "rollout": ("Attention multiplied through the layers (Abnar & Zuidema 2020), so that mixing across tokens "
+                "in earlier layers is accounted for. Single-stream (early-fusion) models only.",
+                "Assumes attention is the only path between tokens and ignores the values and MLPs; maps grow "
+                "flat in deep models."),
+    "relevance": ("Attention weighted by its gradient, propagated through the layers (Chefer et al. 2021): "
+                  "attention that matters for this target.",
+                  "Gradients can be noisy for low-probability targets; compare with occlusion when they disagree."),
+    "ig": ("Integrated Gradients on the patch embedding: the gradient averaged along a path from a baseline "
+           "image, times the change. The attributions add up to the change in score (completeness).",
+           "Depends on the baseline: parts of the image that look like the baseline get little credit even when "
+           "they matter."),
+    "ig_pixels": ("Integrated Gradients on the pixels, summed per patch.",
+                  "As for ig, plus pixel noise: more steps give steadier maps."),
+    "saliency": ("The absolute gradient of the score with respect to the pixels (Simonyan et al. 2014).",
+                 "A local, first-order view: it shows what a tiny change would do, and saturates when the model "
+                 "is confident."),
+    "inputxgrad": ("Pixels times their gradient, summed per patch.",
+                   "Inherits saliency's locality; dark pixels get little credit whatever their role."),
+    "gradcam": ("Grad-CAM on the last vision layer: feature maps weighted by their mean gradient.",
+                "Coarse (the vision grid) and blind to what happens after fusion."),
+    "occlusion": ("How much the score drops when each patch is replaced by the baseline, one window at a time.",
+                  "Misses evidence that is spread over several patches (removing one leaves the rest), and the "
+                  "baseline can itself look like an object."),
+    "shapley": ("Shapley values of the patches, sampled over random orders of adding them to the baseline.",
+                "Sampled: few samples give noisy maps; and like occlusion it depends on the baseline."),
+    "text_ig": ("Integrated Gradients of each question or caption word from a zero embedding, the image held "
+                "fixed: which words mattered.",
+                "Says nothing about the image; a zero embedding is not a neutral word."),
+}
+
+
+def build(service) -> None:
+    gr.Markdown(INTRO)
+    with gr.Accordion("Explanation methods", open=True):
+        gr.Markdown(_methods_text(service))
+        with gr.Row():
+            measure = gr.Button("Measure faithfulness on the example scenes", elem_id="about-measure")
+        scores = gr.Dataframe(label="Faithfulness on the example scenes (default model)", interactive=False,
+                              elem_id="about-faithfulness")
+    for name, card in model_cards():
+        with gr.Accordion(f"Model card: {name}", open=False):
+            gr.Markdown(card)
+
+    @handler
+    def faithfulness():
+        """Per method on the example scenes and their questions: pointing game, deletion and insertion AUC
+        against random maps. Returns a table."""
+        import pandas as pd
+
+        rows = service.faithfulness()
+        return pd.DataFrame(rows)
+
+    measure.click(faithfulness, None, [scores], api_name="faithfulness", concurrency_id="model")
+
+
+def _methods_text(service) -> str:
+    try:
+        methods = service.methods()
+    except Exception:
+        methods = []
+    if not methods:
+        return "Explanations are not available with the chosen model in this installation."
+    try:
+        from ..explain import METHODS
+
+        summaries = {name: cls.summary for name, cls in METHODS.items()}
+    except ImportError:
+        summaries = {}
+    parts = []
+    for name in methods:
+        shows, caveat = METHOD_NOTES.get(name, (summaries.get(name, ""), ""))
+        parts.append(f"**{name}** — {shows}" + (f" *Do not trust it when:* {caveat}" if caveat else ""))
+    parts.append("A map is worth trusting when removing its most relevant patches first lowers the model's "
+                 "score faster than removing random ones (deletion AUC below random) and adding them first "
+                 "raises it faster (insertion AUC above random); on shapes scenes it should also point at the "
+                 "object the question is about (pointing game). Measure it below.")
+    return "\n\n".join(parts)

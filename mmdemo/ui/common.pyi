@@ -1,0 +1,163 @@
+"""What every tab shares: the raw image input, error handling, safe text, and small value converters."""
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import gradio as gr
+
+from ..errors import MmdemoError
+from ..service import Service
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+CMAPS = ("jet", "viridis", "inferno", "magma", "plasma", "turbo", "gray")
+
+from gradio.events import Dependency
+
+class ImageInput(gr.Image):
+    """gr.Image whose upload is decoded by `mmdemo.images.load_image`: handlers get an RGB PIL image.
+
+    gr.Image opens every upload with PIL before the handler runs, so a non-image, a truncated file or a
+    decompression bomb fails inside Gradio with a bare "Error". This one goes through the project's one door
+    for images, which says what was wrong (naming the file as the user called it) as a gr.Error.
+    """
+
+    is_template = True  # drawn by gr.Image's frontend
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        if payload is None:
+            return None
+        url = getattr(payload, "url", None)
+        try:
+            if url and url.startswith("data:"):
+                import base64
+
+                return load_image(base64.b64decode(url.split(",", 1)[-1]))
+            if getattr(payload, "path", None) is None:
+                raise ImageError("the image upload arrived without a file")
+            limit = settings().max_upload_bytes
+            with open(payload.path, "rb") as f:
+                stream = io.BytesIO(f.read(limit + 1))
+            stream.name = Path(getattr(payload, "orig_name", None) or payload.path).name
+            return load_image(stream)
+        except ImageError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except OSError as e:
+            raise gr.Error(f"the upload cannot be read: {e.strerror or e}", print_exception=False) from None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def handler(fn: F) -> F:
+    """Wrap an event handler: MmdemoError → gr.Error with its message; anything else → a short
+    gr.Error (the traceback goes to the server log, never to the user)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except MmdemoError as e:
+            raise gr.Error(str(e) or type(e).__name__, print_exception=False) from None
+        except Exception as e:  # a bug: log it whole, tell the user briefly
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"something went wrong on the server ({type(e).__name__}); the app is still running "
+                           "— please try again or report it", print_exception=False) from None
+
+    return wrapped  # type: ignore[return-value]
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def plain(text: Any) -> str:
+    """Text safe to put inside Markdown: HTML escaped, Markdown punctuation backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=True))
+
+
+def probability_highlights(tokens: list[dict[str, Any]] | list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Caption tokens for gr.HighlightedText: (token + space, probability) — darker means more confident."""
+    out = []
+    for i, item in enumerate(tokens):
+        token, prob = (item["token"], item["prob"]) if isinstance(item, dict) else item
+        out.append((token + ("" if i == len(tokens) - 1 else " "), round(float(prob), 3)))
+    return out
+
+
+def signed_highlights(tokens: list[tuple[str, float]] | None) -> list[tuple[str, float]] | None:
+    """Attribution scores scaled to [-1, 1] by the largest magnitude, for gr.HighlightedText."""
+    if not tokens:
+        return None
+    peak = max(abs(float(s)) for _, s in tokens) or 1.0
+    return [(str(t) + " ", round(float(s) / peak, 3)) for t, s in tokens]
+
+
+def top_k_label(top_k: list[dict[str, Any]]) -> dict[str, float]:
+    """[{"answer", "prob"}] → {answer: prob} for gr.Label."""
+    return {str(row["answer"]): float(row["prob"]) for row in top_k}
+
+
+def overlay(image: Any, heatmap: Any, cmap: str, alpha: float) -> Any:
+    """The heat map drawn over the image (viz.overlay), at the image's own size."""
+    from .. import viz
+
+    if cmap not in CMAPS:
+        raise gr.Error(f"colour map must be one of {', '.join(CMAPS)}", print_exception=False)
+    alpha = min(max(float(alpha), 0.0), 1.0)
+    return viz.overlay(image, heatmap, cmap=cmap, alpha=alpha)
+
+
+def explanation_json(explanation: Any, model: str, target: dict[str, Any]) -> dict[str, Any]:
+    """The explain CLI's JSON: model, method, target, grid size, the map on the patch grid (max 1), seconds."""
+    import numpy as np
+
+    grid = np.asarray(explanation.grid, dtype=float)
+    peak = float(np.nanmax(grid)) if grid.size else 0.0
+    scaled = grid / peak if peak > 0 else grid
+    text = getattr(explanation, "text", None)
+    return {"model": model, "method": explanation.method, "target": target, "grid": list(grid.shape),
+            "map": np.round(scaled, 4).tolist(), "seconds": round(float(explanation.seconds), 4),
+            "text": None if text is None else [{"token": str(t), "score": float(s)} for t, s in text]}
+
+
+@dataclass
+class Shared:
+    """Components more than one tab reads or writes."""
+    service: Service
+    image: ImageInput                   # the image every tab works on
+    model: gr.Dropdown                  # the chosen model
+    question: gr.Textbox                # the Ask tab's question (examples fill it)
+    caption_state: gr.State             # this user's latest caption result (dict) or None
+    answer_state: gr.State              # this user's latest answer result (dict) or None
+    caption_text: gr.Textbox            # the latest caption, as plain text
+
+
+def model_cards() -> list[tuple[str, str]]:
+    """(model name, README text) for every model folder under assets/models/ that has a card."""
+    from ..config import ASSETS
+
+    cards = []
+    for readme in sorted((ASSETS / "models").glob("*/README.md")):
+        try:
+            cards.append((readme.parent.name, readme.read_text(encoding="utf-8")))
+        except OSError:
+            continue
+    return cards
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""

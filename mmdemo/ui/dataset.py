@@ -1,0 +1,85 @@
+"""Dataset tab: the saved corrections as a table, filters, statistics plots, and export downloads."""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from .common import handler
+
+COLUMNS = ["created_at", "model", "task", "question", "model_output", "corrected", "annotator", "note",
+           "edit_rate", "version", "id"]
+FORMATS = [("CSV", "csv"), ("JSON Lines", "jsonl"), ("COCO captions", "coco"), ("Parquet", "parquet")]
+PAGE = 200
+
+
+def build(service, tab: gr.Tab) -> None:
+    """Build the tab's contents; opening `tab` refreshes the table."""
+    with gr.Row():
+        model = gr.Textbox(label="Model", max_lines=1, placeholder="any", scale=1)
+        task = gr.Dropdown([("any", ""), ("caption", "caption"), ("vqa", "vqa")], value="", label="Task", scale=1)
+        annotator = gr.Textbox(label="Annotator", max_lines=1, placeholder="any", scale=1)
+        search = gr.Textbox(label="Search text", max_lines=1, placeholder="words in the output, correction, "
+                            "question or note", scale=2, elem_id="dataset-search")
+    refresh = gr.Button("Refresh", elem_id="dataset-refresh")
+    table = gr.Dataframe(headers=COLUMNS, label=f"Corrections (newest first, up to {PAGE})", interactive=False,
+                         wrap=True, elem_id="dataset-table", max_height=420)
+    with gr.Row():
+        plot = gr.Plot(label="Statistics", elem_id="dataset-plot")
+        stats = gr.JSON(label="Counts")
+    with gr.Row():
+        fmt = gr.Radio(FORMATS, value="csv", label="Export format", scale=2)
+        export_button = gr.Button("Export", variant="primary", scale=1, elem_id="dataset-export")
+    download = gr.File(label="Download", interactive=False, elem_id="dataset-download")
+
+    @handler
+    def corrections(model: str, task: str, annotator: str, search: str):
+        """The saved corrections matching the filters, newest first, as a table (at most 200 rows)."""
+        import pandas as pd
+
+        rows = service.corrections(model=(model or "").strip(), task=task or None,
+                                   annotator=(annotator or "").strip(), search=(search or "").strip(), limit=PAGE)
+        data = [{"created_at": c.created_at.strftime("%Y-%m-%d %H:%M:%S"), "model": c.model, "task": c.task,
+                 "question": c.question or "", "model_output": c.model_output or "", "corrected": c.corrected,
+                 "annotator": c.annotator or "", "note": c.note or "", "edit_rate": round(c.edit_rate, 3),
+                 "version": c.version, "id": c.id} for c in rows]
+        return pd.DataFrame(data, columns=COLUMNS)
+
+    @handler
+    def statistics() -> dict[str, Any]:
+        """Counts of saved corrections by model, task and annotator, and the mean edit rate."""
+        return service.stats()
+
+    @handler
+    def export(fmt: str) -> str:
+        """Every saved correction in one file: fmt is csv, jsonl, coco or parquet. Returns the file."""
+        return service.export(fmt)
+
+    filters = [model, task, annotator, search]
+    gr.on([tab.select, refresh.click, search.submit, model.submit, annotator.submit, task.change], corrections, filters,
+          [table], api_name="corrections", concurrency_id="store").then(
+        statistics, None, [stats], api_name="stats", concurrency_id="store").success(
+        _figure, [stats], [plot], api_visibility="private", api_name="plot_stats", show_progress="hidden")
+    export_button.click(export, [fmt], [download], api_name="export", concurrency_id="store")
+
+
+def _figure(numbers: dict[str, Any] | None):
+    """Bar charts of corrections per model, annotator and task (a matplotlib Figure; no pyplot, no display)."""
+    from matplotlib.figure import Figure
+
+    if not numbers:
+        return None
+    fig = Figure(figsize=(8, 3), layout="constrained")
+    panels = (("by_model", "per model"), ("by_annotator", "per annotator"), ("by_task", "per task"))
+    axes = fig.subplots(1, len(panels))
+    for ax, (key, title) in zip(axes, panels):
+        counts = numbers.get(key) or {}
+        labels = [(k or "(none)")[:18].replace("$", r"\$") for k in counts]   # "$" would start mathtext
+        ax.barh(labels, list(counts.values()), color="#5b8def")
+        ax.set_title(title, fontsize=10)
+        ax.invert_yaxis()
+        ax.tick_params(labelsize=8)
+    rate = numbers.get("mean_edit_rate")
+    fig.suptitle(f"{numbers.get('corrections', 0)} corrections"
+                 + ("" if rate is None else f" · mean edit rate {rate:.2f}"), fontsize=11)
+    return fig

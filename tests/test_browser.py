@@ -1,0 +1,238 @@
+"""The app in a real browser: Debian's Chromium driven by Playwright (install it with `.ci/browser.sh`).
+
+Pick an example, caption it, click a word and see its map change, ask a question, save a correction with
+markup in it, find it in the Dataset tab, download the CSV; hostile uploads and questions give a message and
+the page keeps working. Screenshots of every step go to a temporary folder (printed; MMDEMO_SCREENSHOTS
+chooses it).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mmdemo.models.registry import get_entry
+from mmdemo.service import Service
+from test_service import example, tiny_model
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("MMDEMO_CHROMIUM", "/usr/lib/chromium/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+TRAINED = get_entry("shapes-cross").available()
+TIMEOUT_MS = 30_000
+
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM}: run `bash .ci/browser.sh` (Debian package `chromium`) to install it",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+
+
+@pytest.fixture(scope="module")
+def shots():
+    folder = Path(os.environ.get("MMDEMO_SCREENSHOTS") or tempfile.mkdtemp(prefix="mmdemo-browser-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    from test_app import serve
+
+    data = tmp_path_factory.mktemp("browser-data")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MMDEMO_DATA_DIR", str(data))
+    mp.delenv("MMDEMO_DATABASE_URL", raising=False)
+    mp.delenv("MMDEMO_MODELS", raising=False)
+    mp.delenv("SPACE_ID", raising=False)
+    service = Service() if TRAINED else Service(preloaded={"shapes-cross": tiny_model()})
+    demo, url = serve(service, data)
+    yield url
+    demo.close()
+    service.close()
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, app_url, shots, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.dialogs = []                                   # any alert() or confirm() would mean script ran
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    page.goto(app_url)
+    page.wait_for_selector("#caption-button")
+    yield page
+    page.screenshot(path=str(shots / f"{request.node.name}-last.png"), full_page=True)
+    context.close()
+
+
+def snap(page, shots, name):
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def pick_example(page, i=1):
+    row = example(i)
+    page.get_by_text(f"{row['caption']} — {row['question']}"[:30]).first.click()
+    page.wait_for_selector("#image img")
+    return row
+
+
+def caption(page):
+    page.click("#caption-button")
+    page.wait_for_selector("#caption-tokens .token")
+    page.wait_for_function("document.querySelector('#caption-text textarea').value.length > 0")
+    return page.input_value("#caption-text textarea")
+
+
+def map_src(page, selector="#caption-map img"):
+    return page.get_attribute(selector, "src")
+
+
+def wait_src_change(page, selector, old):
+    page.wait_for_function(
+        "([sel, old]) => { const el = document.querySelector(sel); return el && el.getAttribute('src') !== old; }",
+        arg=[selector, old])
+    return map_src(page, selector)
+
+
+def error_toast(page, text):
+    """The error message Gradio shows (a toast), containing `text`."""
+    toast = page.locator(".toast-body").filter(has_text=text)
+    toast.first.wait_for()
+    return toast.first.inner_text()
+
+
+def test_caption_a_token_map_and_ask(page, shots):
+    row = pick_example(page, 1)
+    snap(page, shots, "01-example")
+    text = caption(page)
+    if TRAINED:
+        assert text == row["caption"]
+    tokens = page.locator("#caption-tokens .token")
+    assert tokens.count() == len(text.split())
+    page.wait_for_selector("#caption-map img")
+    first = map_src(page)
+    snap(page, shots, "02-caption")
+    tokens.nth(1).click()                                  # a word → its map
+    page.wait_for_function("document.querySelector('#caption-token input').value.startsWith('1:')")
+    second = wait_src_change(page, "#caption-map img", first)
+    assert second != first
+    snap(page, shots, "03-token-map")
+
+    page.get_by_role("tab", name="Ask").click()
+    assert page.input_value("#question textarea") == row["question"]     # the example filled it
+    page.click("#ask-button")
+    page.wait_for_selector("#ask-answer h2")
+    answer = page.inner_text("#ask-answer h2")
+    if TRAINED:
+        assert answer == row["answer"]
+    page.wait_for_selector("#ask-map img")
+    snap(page, shots, "04-ask")
+    assert not page.dialogs
+
+
+def test_correct_find_in_dataset_and_download(page, shots, tmp_path):
+    pick_example(page, 2)
+    text = caption(page)
+    page.get_by_role("tab", name="Correct").click()
+    page.wait_for_function("document.querySelector('#correct-output textarea').value.length > 0")
+    assert page.input_value("#correct-output textarea") == text
+    marker = uuid.uuid4().hex[:8]
+    hostile = f"a blue circle {marker} <script>window.__pwned = 1</script><img src=x onerror=alert(1)>"
+    page.fill("#correct-text textarea", hostile)
+    page.fill("#correct-annotator textarea", "browser-test")
+    page.click("#correct-save")
+    page.wait_for_selector("#correct-diff .token")
+    page.wait_for_function("document.querySelector('#correct-count').innerText.includes('saved so far')")
+    assert marker in page.inner_text("#correct-diff")
+    assert "<script>" in page.inner_text("#correct-diff")          # shown as text
+    snap(page, shots, "05-correct")
+
+    page.get_by_role("tab", name="Dataset").click()
+    page.wait_for_selector(f"#dataset-table :text('{marker}')")
+    cell = page.locator("#dataset-table").get_by_text(marker).first.inner_text()
+    assert "<script>" in cell                                        # rendered as text, not as markup
+    snap(page, shots, "06-dataset")
+    page.click("#dataset-export")                                    # CSV is the default format
+    link = page.locator("#dataset-download a").first
+    link.wait_for()
+    with page.expect_download() as info:
+        link.click()
+    path = tmp_path / "export.csv"
+    info.value.save_as(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if marker in r["corrected"]]
+    assert len(rows) == 1
+    assert rows[0]["corrected"] == hostile and rows[0]["annotator"] == "browser-test"
+    assert rows[0]["model_output"] == text and rows[0]["task"] == "caption"
+    assert page.evaluate("window.__pwned") is None
+    assert not page.dialogs
+
+
+def test_hostile_input_in_the_page(page, shots, tmp_path):
+    from test_service import huge_png
+
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image, whatever the name says")
+    page.set_input_files("#image input[type=file]", str(bad))
+    page.click("#caption-button")
+    assert "not an image" in error_toast(page, "not an image")
+    snap(page, shots, "07-not-an-image")
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(huge_png())
+    page.set_input_files("#image input[type=file]", str(bomb))
+    page.click("#caption-button")
+    assert "20000×20000" in error_toast(page, "20000×20000")
+
+    pick_example(page, 1)
+    page.get_by_role("tab", name="Ask").click()
+    page.fill("#question textarea", "")
+    page.click("#ask-button")
+    error_toast(page, "question is empty")
+    page.fill("#question textarea", "x" * 10_000)
+    page.click("#ask-button")
+    error_toast(page, "10,000 characters")
+    snap(page, shots, "08-long-question")
+
+    page.fill("#question textarea", "how many objects are there?")     # still serving
+    page.click("#ask-button")
+    page.wait_for_selector("#ask-answer h2")
+    assert page.inner_text("#ask-answer h2").strip()
+    assert not page.dialogs
+
+
+def test_readme_screenshots(page, shots):
+    """The README's two screenshots (written to assets/screenshots/ when MMDEMO_README_SHOTS=1)."""
+    if os.environ.get("MMDEMO_README_SHOTS") != "1":
+        pytest.skip("set MMDEMO_README_SHOTS=1 (with the trained weights) to refresh assets/screenshots/")
+    folder = Path(__file__).resolve().parent.parent / "assets" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    pick_example(page, 4)
+    caption(page)
+    page.locator("#caption-tokens .token").nth(2).click()
+    page.wait_for_function("document.querySelector('#caption-token input').value.startsWith('2:')")
+    time.sleep(1.5)
+    page.screenshot(path=str(folder / "caption.png"), full_page=False)
+    page.get_by_role("tab", name="Ask").click()
+    page.click("#ask-button")
+    page.wait_for_selector("#ask-map img")
+    page.wait_for_selector("#ask-modality img, #ask-modality canvas, #ask-modality svg")
+    time.sleep(1.5)
+    page.screenshot(path=str(folder / "ask.png"), full_page=False)
