@@ -6,6 +6,7 @@ import json
 import time
 
 from .cli import emit
+from .world.vocab import QUESTION_TYPES
 
 
 def _load(name: str | None, device: str | None = None):
@@ -61,16 +62,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train.shapes import TrainConfig, train
+    from .train.config import TrainConfig
+    from .train.shapes import train
 
     cfg = TrainConfig(fusion=args.fusion, steps=args.steps, batch=args.batch, lr=args.lr, pool=args.pool,
-                      seed=args.seed, run_dir=args.run_dir, out=args.out, threads=args.threads)
+                      seed=args.seed, run_dir=args.run_dir, out=args.out, threads=args.threads,
+                      questions=args.questions, warmup=args.warmup, focus=tuple(args.focus or ()), focus_share=args.focus_share,
+                      init=args.init)
     out = train(cfg, resume=not args.restart)
     print(f"wrote {out}")
     return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from .train.config import TrainConfig
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=None, help="registered name, hub id or local folder (default: MMDEMO_DEFAULT_MODEL)")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
@@ -101,10 +106,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train an embedded shapes model (resumes from its checkpoint)")
     p.add_argument("--fusion", choices=("early", "cross", "late"), default="cross")
-    p.add_argument("--steps", type=int, default=7000)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--steps", type=int, default=TrainConfig.steps)
+    p.add_argument("--batch", type=int, default=TrainConfig.batch, help="images per step")
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
     p.add_argument("--pool", type=int, default=80_000, help="rendered training views")
+    p.add_argument("--questions", type=int, default=TrainConfig.questions, help="questions per image per step")
+    p.add_argument("--warmup", type=int, default=300, help="warm-up steps of the learning rate")
+    p.add_argument("--focus", nargs="*", choices=QUESTION_TYPES, default=list(TrainConfig.focus),
+                   help="question types drawn more often (a curriculum)")
+    p.add_argument("--focus-share", type=float, default=TrainConfig.focus_share)
+    p.add_argument("--init", default=None, help="start from this model folder (fine-tuning)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", default="runs")
     p.add_argument("--out", default=None, help="model folder (default assets/models/shapes-FUSION)")

@@ -263,7 +263,8 @@ class Service:
             return loaded
         offered = [c.name for c in self.models()]
         if name not in offered:  # never open arbitrary folders or hub ids that a request names
-            raise UnknownModelError(f"model {name!r} is not offered here; choose one of: {', '.join(offered) or 'none'}")
+            raise UnknownModelError(f"model {name!r} is not offered here; "
+                                    f"choose one of: {', '.join(offered) or 'none'}")
         with self._lock(name):
             if name not in self._models:
                 started = time.perf_counter()
@@ -325,16 +326,19 @@ class Service:
                             content_hash(picture))
 
     # --- explanations ----------------------------------------------------------------------------
-    def methods(self, model_name: str | None = None) -> list[str]:
-        """Explanation methods that work for this model ([] when the explain package is not installed)."""
+    def methods(self, model_name: str | None = None, output: str | None = None) -> list[str]:
+        """Explanation methods that work for this model ([] when the explain package is not installed).
+        `output`: only methods that give an "image" map, or only those that score the "text" words."""
         engine = _optional("mmdemo.explain")
         if engine is None:
             return []
-        return list(engine.available_methods(self.model(model_name)))
+        names = engine.available_methods(self.model(model_name))
+        return [n for n in names if output is None or getattr(engine.METHODS[n], "output", "image") == output]
 
     def explain(self, image: ImageSource, target: Target, model_name: str | None = None, method: str = "attention",
                 **options: Any) -> Any:
-        """An `mmdemo.explain.Explanation` of `target` (the engine caches it per image, model, target, method, options)."""
+        """An `mmdemo.explain.Explanation` of `target` (cached by the engine per image, model, target, method,
+        options)."""
         engine = _require_explain()
         picture = load_image(image)
         target = self._clean_target(target)
@@ -382,7 +386,7 @@ class Service:
             masks = [scene.masks[i] for i in question.evidence] if scene.masks else []
             cases.append((image, Target("answer", answer, question=question.text), masks))
         rows = []
-        for method in methods or [m for m in self.methods(name) if m != "text_ig"]:
+        for method in methods or self.methods(name, output="image"):
             hits, curves, seconds = [], [], []
             for image, target, masks in cases:
                 exp = self.explain(image, target, name, method=method)
@@ -450,7 +454,8 @@ class Service:
                         model_name: str, task: str = "caption", question: str | None = None,
                         annotator: str | None = None, note: str | None = None,
                         decoding: dict[str, Any] | None = None) -> SavedCorrection:
-        """Save a corrected caption (task "caption") or answer (task "vqa"); the store checks and keeps the text verbatim."""
+        """Save a corrected caption (task "caption") or answer (task "vqa"); the store checks the text and keeps
+        it verbatim."""
         picture = load_image(image)
         if task not in ("caption", "vqa"):
             raise InputError(f"task must be caption or vqa, not {task!r}")

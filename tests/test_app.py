@@ -13,7 +13,7 @@ from PIL import Image
 
 from mmdemo.models.registry import get_entry
 from mmdemo.service import Service
-from test_service import example, huge_png, tiny_model
+from test_service import example, huge_png, tiny_models
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -30,14 +30,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(service: Service, data_dir: Path):
-    """Build and launch the app in a background thread; returns (demo, url)."""
+def serve(service: Service):
+    """Build and launch the app in a background thread (data folder: MMDEMO_DATA_DIR); returns (demo, url)."""
     from mmdemo.ui import build_app, launch_options
 
     demo = build_app(service)
-    options = {k: v for k, v in launch_options().items() if k in ("max_file_size", "allowed_paths", "blocked_paths")}
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                            **options)
+                            **launch_options())
     return demo, url
 
 
@@ -54,8 +53,8 @@ def app(data_dir):
     mp.delenv("MMDEMO_DATABASE_URL", raising=False)
     mp.delenv("MMDEMO_MODELS", raising=False)
     mp.delenv("SPACE_ID", raising=False)
-    service = Service() if TRAINED else Service(preloaded={"shapes-cross": tiny_model()})
-    demo, url = serve(service, data_dir)
+    service = Service() if TRAINED else Service(preloaded=tiny_models())
+    demo, url = serve(service)
     yield url
     demo.close()
     service.close()
@@ -120,8 +119,13 @@ def test_every_endpoint_once(client, data_dir):
     assert info["target"] == {"kind": "answer", "text": "red", "question": "what color is the square?"}
     shares = client.predict(img, "shapes-cross", "what color is the square?", "red", api_name="/modality")
     assert shares["image_share"] + shares["text_share"] == pytest.approx(1.0, abs=1e-3)
-    gallery, table = client.predict(img, "how many objects are there?", "attention", 0, api_name="/fusion")
+    gallery, table = client.predict(img, "how many objects are there?", "attention", 1, api_name="/fusion")
     assert len(gallery) == len(table["data"]) >= 1
+    if not TRAINED:   # the tiny early, cross and late models side by side, in that order
+        assert [row[0] for row in table["data"]] == ["shapes-early", "shapes-cross", "shapes-late"]
+        assert [row[1] for row in table["data"]] == ["early", "cross", "late"]
+    for row in table["data"]:
+        assert row[4] + row[5] == pytest.approx(1.0, abs=1e-3)
     saved = client.predict(img, "shapes-cross", "caption", cap, "", "a small red square", "tester", "",
                            api_name="/save_correction")
     assert saved["count"] >= 1 and saved["id"]
@@ -205,7 +209,7 @@ def test_script_in_a_correction_is_kept_as_text(client):
     assert {"op": "insert", "text": '<script>alert("x")</script> <img src=x onerror=alert(1)>'} in saved["diff"]
     table = client.predict("", "", "", "script", api_name="/corrections")
     row = next(r for r in table["data"] if r[-1] == saved["id"])
-    assert row[5] == hostile and row[6] == "<b>mallory</b>"       # verbatim text; the table renders it as text
+    assert row[0] == hostile and row[2] == "<b>mallory</b>"       # verbatim text; the table renders it as text
     assert ask(client, example(1)["path"], "how many objects are there?")["answer"]
 
 
@@ -217,3 +221,19 @@ def test_the_data_folder_is_not_served(app, data_dir):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(url, timeout=10)
         assert err.value.code in (403, 404)
+
+
+def test_an_app_without_any_model_still_serves_and_says_why(tmp_path, monkeypatch):
+    import mmdemo.service as service_module
+
+    monkeypatch.setenv("MMDEMO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(service_module, "list_models", lambda: [])
+    demo, url = serve(Service())
+    try:
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert page.status == 200
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError, match="no model is available"):
+            client.predict(handle_file(example(1)["path"]), "how many objects are there?", "", 5, api_name="/ask")
+    finally:
+        demo.close()

@@ -18,7 +18,7 @@ import pytest
 
 from mmdemo.models.registry import get_entry
 from mmdemo.service import Service
-from test_service import example, tiny_model
+from test_service import example, tiny_models
 
 pytestmark = pytest.mark.browser
 
@@ -52,8 +52,8 @@ def app_url(tmp_path_factory):
     mp.delenv("MMDEMO_DATABASE_URL", raising=False)
     mp.delenv("MMDEMO_MODELS", raising=False)
     mp.delenv("SPACE_ID", raising=False)
-    service = Service() if TRAINED else Service(preloaded={"shapes-cross": tiny_model()})
-    demo, url = serve(service, data)
+    service = Service() if TRAINED else Service(preloaded=tiny_models())
+    demo, url = serve(service)
     yield url
     demo.close()
     service.close()
@@ -156,7 +156,7 @@ def test_correct_find_in_dataset_and_download(page, shots, tmp_path):
     marker = uuid.uuid4().hex[:8]
     hostile = f"a blue circle {marker} <script>window.__pwned = 1</script><img src=x onerror=alert(1)>"
     page.fill("#correct-text textarea", hostile)
-    page.fill("#correct-annotator textarea", "browser-test")
+    page.fill("#correct-annotator input", "browser-test")
     page.click("#correct-save")
     page.wait_for_selector("#correct-diff .token")
     page.wait_for_function("document.querySelector('#correct-count').innerText.includes('saved so far')")
@@ -165,9 +165,10 @@ def test_correct_find_in_dataset_and_download(page, shots, tmp_path):
     snap(page, shots, "05-correct")
 
     page.get_by_role("tab", name="Dataset").click()
-    page.wait_for_selector(f"#dataset-table :text('{marker}')")
-    cell = page.locator("#dataset-table").get_by_text(marker).first.inner_text()
-    assert "<script>" in cell                                        # rendered as text, not as markup
+    page.wait_for_selector(f"#dataset-table :text('{marker}')", state="attached")
+    table_text = page.evaluate("document.querySelector('#dataset-table').textContent")
+    assert f"{marker} <script>window.__pwned = 1</script>" in table_text   # shown as text, not as markup
+    assert page.locator("#dataset-table script, #dataset-table img[src=x], #correct-diff script").count() == 0
     snap(page, shots, "06-dataset")
     page.click("#dataset-export")                                    # CSV is the default format
     link = page.locator("#dataset-download a").first
@@ -183,6 +184,23 @@ def test_correct_find_in_dataset_and_download(page, shots, tmp_path):
     assert rows[0]["model_output"] == text and rows[0]["task"] == "caption"
     assert page.evaluate("window.__pwned") is None
     assert not page.dialogs
+
+
+def test_review_queue(page, shots):
+    page.get_by_role("tab", name="Correct").click()
+    page.get_by_text("Review queue: caption and correct a folder of images").click()
+    page.set_input_files("#correct-queue-files input[type=file]", [example(3)["path"], example(6)["path"]])
+    page.wait_for_function("document.body.innerText.includes('2 image(s) in the queue')")
+    for left in ("1 image(s) left", "That was the last image"):
+        page.click("#correct-next")
+        page.wait_for_function(f"document.body.innerText.includes({left!r})")
+        page.wait_for_function("document.querySelector('#correct-output textarea').value.length > 0")
+    assert page.locator("#image img").count() == 1
+    if TRAINED:
+        assert page.input_value("#correct-output textarea") == example(6)["caption"]
+    snap(page, shots, "09-review-queue")
+    page.click("#correct-next")
+    error_toast(page, "the queue is empty")
 
 
 def test_hostile_input_in_the_page(page, shots, tmp_path):

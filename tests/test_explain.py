@@ -35,7 +35,7 @@ class PatchSums(nn.Module):
 
 
 class Toy(VLModel):
-    """score = Σ_p,c V[p, c]·patchsum(p, c) + Σ_t u·e(word_t): linear in pixels, in patch sums and in word vectors."""
+    """score = Σ_p,c V[p, c]·patchsum(p, c) + Σ_t u·e(word_t): linear in pixels, patch sums and word vectors."""
 
     V = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0], [-1.0, 0.0, 2.0], [0.25, 0.25, 0.25]])   # (P=4, 3)
     u = torch.tensor([1.0, -1.0, 2.0])
@@ -204,14 +204,18 @@ def test_ig_completeness_trained(scene_image):
     check_completeness(model, scene_image, Target("caption", caption))
 
 
-def test_batched_equals_one_by_one(scene_image):
-    """Several items in one call (Captum's expanded layout) give each item's own map; batching steps changes nothing."""
-    model = tiny("cross", seed=2)
+@pytest.mark.parametrize("fusion", ["cross", "early"])
+def test_batched_equals_one_by_one(fusion, scene_image):
+    """Several items in one call (Captum's expanded layout, padded questions) give each item its own map;
+    batching the steps changes nothing."""
+    model = tiny(fusion, seed=2)
     other = render(sample_scene(np.random.default_rng(9), 64, n_objects=3))
     targets = [Target("answer", "red", question=QUESTION), Target("answer", "2", question="how many objects?")]
     both = model.prepare([scene_image, other], targets)
-    for name, opts in [("ig", {"steps": 8}), ("occlusion", {}), ("saliency", {}), ("relevance", {}),
-                       ("text-ig", {"steps": 8})]:
+    for name, opts in [("ig", {"steps": 8}), ("occlusion", {}), ("saliency", {}), ("relevance", {}), ("rollout", {}),
+                       ("attention", {}), ("text-ig", {"steps": 8})]:
+        if name not in available_methods(model):
+            continue
         unit = method_for(name, model)
         joint = unit.attribute(both, **opts)
         for b, (im, t) in enumerate(zip([scene_image, other], targets)):
@@ -265,6 +269,21 @@ def test_cache_hits_and_keys(scene_image):
     assert explain(tiny("cross", seed=7), scene_image, t, "attention") is not a     # same name, other weights
     assert explain(model, scene_image, Target("answer", "blue", question=QUESTION), "attention") is not a
     assert CACHE.hits == 2
+
+
+def test_explanations_of_one_model_from_threads_do_not_mix(scene_image):
+    """Explanations hook the model's modules while they run; concurrent calls on one model take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = tiny("early", seed=8)
+    t = Target("answer", "red", question=QUESTION)
+    jobs = [("ig", {"steps": 8}), ("text-ig", {"steps": 8}), ("gradcam", {}), ("relevance", {})] * 2
+    serial = [explain(model, scene_image, t, m, cache=False, **o) for m, o in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda job: explain(model, scene_image, t, job[0], cache=False, **job[1]), jobs))
+    for a, b in zip(serial, threaded):
+        np.testing.assert_allclose(a.raw, b.raw, rtol=1e-4, atol=1e-7)
+        assert (a.text is None) == (b.text is None)
 
 
 def test_bad_requests_are_input_errors(scene_image):

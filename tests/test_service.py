@@ -32,6 +32,11 @@ def tiny_model(name: str = "shapes-cross", fusion: str = "cross", seed: int = 0)
     return ShapesModel(ShapesNet(cfg), name=name)
 
 
+def tiny_models() -> dict:
+    """Tiny random early, cross and late models under the registered names (for the app without weights)."""
+    return {f"shapes-{f}": tiny_model(f"shapes-{f}", f, seed=i) for i, f in enumerate(("early", "cross", "late"))}
+
+
 def example(i: int = 1) -> dict:
     """Row i (1-based) of assets/examples/examples.json, with its absolute path."""
     rows = json.loads((EXAMPLES / "examples.json").read_text())
@@ -91,7 +96,8 @@ def test_every_kind_of_image_goes_through_intake(service, source):
     path = example(2)["path"]
     raw = {"path": path, "pil": Image.open(path), "numpy": np.asarray(Image.open(path).convert("RGB")),
            "bytes": open(path, "rb").read()}[source]
-    assert service.ask(raw, "how many objects are there?").image_hash == service.ask(path, "how many objects are there?").image_hash
+    question = "how many objects are there?"
+    assert service.ask(raw, question).image_hash == service.ask(path, question).image_hash
 
 
 @pytest.mark.parametrize("strategy, extra", [("greedy", {}), ("beam", {"num_beams": 3}),
@@ -263,10 +269,12 @@ def test_concurrent_requests_on_one_model(service):
 def test_save_correction_and_list_it(tmp_path):
     pytest.importorskip("mmdemo.store")
     svc = Service(preloaded={"shapes-cross": tiny_model()}, store_url=str(tmp_path / "c.db"))
-    saved = svc.save_correction(example(1)["path"], "a small red circle", "a small red <script>alert(1)</script> square",
+    saved = svc.save_correction(example(1)["path"], "a small red circle",
+                                "a small red <script>alert(1)</script> square",
                                 model_name="shapes-cross", annotator="ana", decoding={"max_tokens": 24})
     assert saved.count == 1
-    assert saved.diff == [("equal", "a small red"), ("delete", "circle"), ("insert", "<script>alert(1)</script> square")]
+    assert saved.diff == [("equal", "a small red"), ("delete", "circle"),
+                          ("insert", "<script>alert(1)</script> square")]
     row = svc.corrections()[0]
     assert row.corrected == "a small red <script>alert(1)</script> square"   # kept verbatim, as text
     assert row.annotator == "ana" and row.model == "shapes-cross"
@@ -331,3 +339,43 @@ def test_explain_or_a_clear_error(service):
         service.explain(example(1)["path"], target, "shapes-cross", method="astrology")
     with pytest.raises(InputError, match="question is empty"):
         service.explain(example(1)["path"], Target("answer", "red", question=" "), "shapes-cross")
+
+
+# --- model choice and decoding names ----------------------------------------------------------------
+def test_hub_models_are_offered_only_on_a_space_or_when_named(monkeypatch):
+    from mmdemo.models.registry import ModelEntry
+    import mmdemo.service as service_module
+
+    entries = [ModelEntry("shapes-cross", ("caption", "vqa"), "cross", "embedded", "x:y", lambda: True),
+               ModelEntry("blip-caption", ("caption",), "cross", "hub", "mmdemo.models.hub._factory:load_model",
+                          lambda: True),
+               ModelEntry("shapes-late", ("caption", "vqa"), "late", "embedded", "x:y", lambda: False)]
+    monkeypatch.setattr(service_module, "list_models", lambda: entries)
+    svc = Service()
+    assert [c.name for c in svc.models()] == ["shapes-cross"]            # no weights → not offered
+    monkeypatch.setenv("MMDEMO_MODELS", "blip-caption")
+    assert [c.name for c in svc.models()] == ["shapes-cross", "blip-caption"]
+    assert [c.name for c in svc.models("vqa")] == ["shapes-cross"]
+    monkeypatch.delenv("MMDEMO_MODELS")
+    monkeypatch.setenv("SPACE_ID", "someone/mmdemo")
+    assert [c.name for c in svc.models()] == ["shapes-cross", "blip-caption"]
+
+
+def test_decoding_names_follow_the_model(monkeypatch):
+    """The shapes models take `max_tokens`; hub adapters take transformers' `max_new_tokens` (and no seed)."""
+    from mmdemo.models.base import Caption
+
+    class HubLike:
+        info = tiny_model().info.__class__(name="hub-like", tasks=("caption",), fusion="cross",
+                                           input_size=(8, 8), patch_grid=(1, 1))
+        seen: dict = {}
+
+        def caption(self, images, **decoding):
+            HubLike.seen = decoding
+            return [Caption("a cat", [("a", 0.9), ("cat", 0.8)])]
+
+    svc = Service(preloaded={"hub-like": HubLike()})
+    svc.caption(example(1)["path"], "hub-like", strategy="nucleus", max_tokens=7, top_p=0.5, seed=3)
+    assert HubLike.seen == {"max_new_tokens": 7, "do_sample": True, "top_p": 0.5, "temperature": 1.0}
+    with pytest.raises(InputError, match="does not answer questions"):
+        svc.ask(example(1)["path"], "what is this?", "hub-like")

@@ -59,7 +59,8 @@ def test_viz_imports_no_model_code():
     import subprocess
     import sys
 
-    code = "import sys, mmdemo.viz; print(any(m.startswith(('torch', 'captum', 'mmdemo.explain', 'gradio')) for m in sys.modules))"
+    code = ("import sys, mmdemo.viz; "
+            "print(any(m.startswith(('torch', 'captum', 'mmdemo.explain', 'gradio')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
     source = open(viz.__file__).read()

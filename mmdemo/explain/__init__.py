@@ -15,7 +15,8 @@ from typing import Any
 
 _PUBLIC = {
     "METHODS": "._registry", "available_methods": "._registry", "method_for": "._registry",
-    "MapMethod": "._method", "CACHE": ".engine", "explain": ".engine", "Explanation": ".explanation",
+    "MapMethod": "._method", "CACHE": ".engine", "explain": ".engine", "model_lock": ".engine",
+    "Explanation": ".explanation",
     "modality_share": ".modality", "evaluate_explanations": ".evaluate",
     **{name: ".faithfulness" for name in ("chance", "coverage", "deletion_insertion", "mass_inside",
                                           "pointing_game", "random_map", "randomization_check", "randomized_copy")},

@@ -18,7 +18,8 @@ from ..models.base import ExplainInputs, VLModel
 
 CPU_ROWS = 256                  # rows per forward pass on a CPU: beyond this, bigger batches stop paying
 GPU_ROWS_CAP = 4096
-SPECIAL = re.compile(r"^(\[[A-Z]+\]|</?s>|<(pad|unk|mask|bos|eos|sep|cls)>|<\|[a-z_]+\|>)$")   # [CLS], </s>, <|endoftext|> …
+# special tokens that are not words: [CLS], [SEP], [PAD], <s>, </s>, <pad>, <|endoftext|> …
+SPECIAL = re.compile(r"^(\[[A-Z]+\]|</?s>|<(pad|unk|mask|bos|eos|sep|cls)>|<\|[a-z_]+\|>)$")
 
 
 def tile(inputs: ExplainInputs, k: int) -> ExplainInputs:
@@ -132,13 +133,15 @@ class TextGate:
 BASELINES = ("median", "blur", "black", "mean")
 
 
-def image_baseline(pixels: torch.Tensor, kind: str | float = "median", grid: tuple[int, int] | None = None) -> torch.Tensor:
+def image_baseline(pixels: torch.Tensor, kind: str | float = "median",
+                   grid: tuple[int, int] | None = None) -> torch.Tensor:
     """(B, 3, H, W) reference image: "median" colour everywhere (an empty canvas), a strong "blur", "black", "mean"
     colour, or a constant value. Pixels are in the model's own normalisation; "black" is its zero."""
     if isinstance(kind, (int, float)):
         return torch.full_like(pixels, float(kind))
     if kind == "median":
-        return pixels.flatten(2).median(-1).values[..., None, None].expand_as(pixels).clone()
+        colour = pixels.float().flatten(2).median(-1).values.to(pixels.dtype)          # (B, 3)
+        return colour[..., None, None].expand_as(pixels).clone()
     if kind == "mean":
         return pixels.mean((2, 3), keepdim=True).expand_as(pixels).clone()
     if kind == "black":
@@ -192,6 +195,7 @@ _PROBE_ITEMS = 8
 
 
 def _bytes_per_row(fn: ScoreFunction, device: torch.device) -> int:
+    """Peak GPU memory of a forward + backward over _PROBE_ITEMS copies of the inputs, per row."""
     n = fn.batch * _PROBE_ITEMS
     pixels = fn.expand(n).pixels.detach().clone().requires_grad_(True)
     torch.cuda.synchronize(device)

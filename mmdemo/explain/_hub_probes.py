@@ -42,7 +42,8 @@ def capture(module: nn.Module, into: list) -> Iterator[None]:
 @contextmanager
 def _text_in_graph(layer: nn.Module) -> Iterator[None]:
     def mark(module, args, out):
-        return out if out.requires_grad else out.detach().requires_grad_(True).clone()   # not a leaf: models add to it in place
+        # a clone, not the leaf itself: models add position embeddings to it in place
+        return out if out.requires_grad else out.detach().requires_grad_(True).clone()
 
     handle = layer.register_forward_hook(mark)
     try:

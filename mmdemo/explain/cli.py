@@ -144,7 +144,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "shapley, text-ig, or modality (image vs text share)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="method option, e.g. steps=64 (repeatable)")
     p.add_argument("--out", required=True, help="where to write the overlay (PNG); for modality, the share plot")
-    p.add_argument("--model", default=None, help="registered name, hub id or local folder (default: MMDEMO_DEFAULT_MODEL)")
+    p.add_argument("--model", default=None,
+                   help="registered name, hub id or local folder (default: MMDEMO_DEFAULT_MODEL)")
     p.add_argument("--device", default=None, help="cpu, cuda … (default: cuda when present)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_explain)
@@ -152,7 +153,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-explain", help="score explanation methods on held-out world questions")
     p.add_argument("--model", default=None)
     p.add_argument("--device", default=None)
-    p.add_argument("--methods", nargs="*", default=None, help="methods (space or comma separated; default: all image maps)")
+    p.add_argument("--methods", nargs="*", default=None,
+                   help="methods, space or comma separated (default: every image map the model can run)")
     p.add_argument("--n", type=int, default=500, help="questions with exactly one evidence object")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=16, help="questions per batch")

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import inspect
+import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
 
 import numpy as np
@@ -19,12 +20,24 @@ from ._registry import method_for
 from .explanation import Explanation, relevance, upsample
 
 CACHE = LRU()
+SIGNS = ("positive", "absolute")
+_LOCKS: dict[int, threading.RLock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def model_lock(model: VLModel) -> threading.RLock:
+    """One lock per model object. Explanations hook the model's modules (Captum's layer methods, the text gate,
+    attention recording) for the length of a call, so two explanations of one model must not overlap; a caller
+    that also runs plain forward passes from other threads should hold this lock around them too."""
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(id(model), threading.RLock())
 
 
 @contextmanager
-def gradients() -> Iterator[None]:
-    """Autograd on, even when the caller runs under torch.inference_mode (as the UI's handlers do)."""
-    with torch.inference_mode(False), torch.enable_grad():
+def gradients(model: VLModel | None = None) -> Iterator[None]:
+    """Autograd on, even when the caller runs under torch.inference_mode (as the UI's handlers do); with a model,
+    also that model's lock."""
+    with (model_lock(model) if model is not None else nullcontext()), torch.inference_mode(False), torch.enable_grad():
         yield
 
 
@@ -42,13 +55,15 @@ def explain(model: VLModel, image: Image.Image, target: Target, method: str = "a
     becomes the drawn one ("positive" or "absolute")."""
     if not isinstance(target, Target):
         raise InputError(f"target must be an mmdemo.Target, not {type(target).__name__}")
+    if sign not in SIGNS:
+        raise InputError(f"sign must be one of {', '.join(SIGNS)}, not {sign!r}")
     unit = method_for(method, model)
     _check_options(unit, options)
-    key = (content_hash(image), model_key(model), target, method, sign, freeze(options))
+    key = cache_key(model, image, target, method, sign=sign, **options)
     if cache and (hit := CACHE.get(key)) is not None:
         return hit
     started = time.perf_counter()
-    with gradients():
+    with gradients(model):
         inputs = model.prepare([image], [target])
         out = unit.attribute(inputs, **options)
     h, w = model.info.patch_grid
@@ -64,6 +79,11 @@ def explain(model: VLModel, image: Image.Image, target: Target, method: str = "a
     if cache:
         CACHE.put(key, result)
     return result
+
+
+def cache_key(model: VLModel, image: Image.Image, target: Target, what: str, **options: Any) -> tuple:
+    """(image content, model, target, method, options): what an explanation depends on."""
+    return (content_hash(image), model_key(model), target, what, freeze(options))
 
 
 def _check_options(unit, options: dict[str, Any]) -> None:

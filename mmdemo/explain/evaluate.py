@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ..errors import InputError
 from ..models.base import Target, VLModel
@@ -69,7 +68,7 @@ def evaluate_explanations(model: VLModel, methods: Sequence[str] | None = None, 
     bar = _progress(len(data), progress)
     for lo in range(0, len(data), batch):
         chunk = data[lo:lo + batch]
-        with gradients():
+        with gradients(model):
             inputs = model.prepare([d.image for d in chunk], [Target("answer", d.answer, question=d.question)
                                                               for d in chunk])
             fn = ScoreFunction(model, inputs)

@@ -30,7 +30,7 @@ def deletion_insertion(model: VLModel, image: Image.Image, target: Target, grid_
     P = grid[0] * grid[1]
     rng = np.random.default_rng(seed)
     orders = np.stack([most_relevant_first(grid_map, rng)] + [rng.permutation(P) for _ in range(random_maps)])
-    with gradients(), torch.no_grad():
+    with gradients(model), torch.no_grad():
         inputs = model.prepare([image] * len(orders), [target] * len(orders))
         fn = ScoreFunction(model, inputs)
         base = image_baseline(inputs.pixels, baseline, grid)
@@ -136,13 +136,20 @@ def randomized_copy(model: VLModel, seed: int = 0) -> VLModel:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Rank correlation of two maps (average ranks for ties)."""
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    if a.std() == 0 or b.std() == 0:
+    """Rank correlation of two maps (ties share their average rank); 0 when either map is flat."""
+    ra, rb = _ranks(np.asarray(a, dtype=np.float64).ravel()), _ranks(np.asarray(b, dtype=np.float64).ravel())
+    if ra.std() == 0 or rb.std() == 0:
         return 0.0
-    return float(spearmanr(a, b).statistic)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
 
 
 def randomization_check(model: VLModel, image: Image.Image, target: Target, method: str = "ig", *,

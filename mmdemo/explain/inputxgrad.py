@@ -16,5 +16,6 @@ class InputXGradientMap(MapMethod):
     summary = "input × gradient on the model's pixels, summed per patch"
 
     def attribute(self, inputs: ExplainInputs) -> torch.Tensor:
-        attr = InputXGradient(ScoreFunction(self.model, inputs)).attribute(inputs.pixels.detach().requires_grad_())   # (B, 3, H, W)
+        pixels = inputs.pixels.detach().requires_grad_()
+        attr = InputXGradient(ScoreFunction(self.model, inputs)).attribute(pixels)              # (B, 3, H, W)
         return pool_to_grid(attr, self.grid)

@@ -13,15 +13,27 @@ from PIL import Image
 
 from ..models.base import Target, VLModel
 from ._forward import ScoreFunction, image_baseline, max_rows, patch_mask, word_features
-from .engine import gradients
+from .engine import CACHE, cache_key, gradients
 
 
 def modality_share(model: VLModel, image: Image.Image, target: Target, *, samples: int = 12,
-                   regions: tuple[int, int] = (4, 4), baseline: str | float = "median", seed: int = 0) -> dict[str, Any]:
+                   regions: tuple[int, int] = (4, 4), baseline: str | float = "median", seed: int = 0,
+                   cache: bool = True) -> dict[str, Any]:
     """{"image_share", "text_share"} (summing to 1), plus the Shapley values behind them: "image" per region
-    (a `regions` grid, rows of lists), "text" per word [(token, value)], and "seconds"."""
+    (a `regions` grid, rows of lists), "text" per word [(token, value)], and "seconds". Cached like `explain`."""
+    key = cache_key(model, image, target, "modality", samples=samples, regions=regions, baseline=baseline, seed=seed)
+    if cache and (hit := CACHE.get(key)) is not None:
+        return hit
+    result = _share(model, image, target, samples=samples, regions=regions, baseline=baseline, seed=seed)
+    if cache:
+        CACHE.put(key, result)
+    return result
+
+
+def _share(model: VLModel, image: Image.Image, target: Target, *, samples: int, regions: tuple[int, int],
+           baseline: str | float, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
-    with gradients(), torch.no_grad():
+    with gradients(model), torch.no_grad():
         inputs = model.prepare([image], [target])
         fn = ScoreFunction(model, inputs)
         gate = fn.gate

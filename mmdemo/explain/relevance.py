@@ -30,7 +30,8 @@ def bar(r: torch.Tensor) -> torch.Tensor:
 @register
 class AttentionRelevance(MapMethod):
     name = "relevance"
-    summary = "gradient-weighted attention relevance (Chefer et al. 2021); single-stream, cross-attention, encoder-decoder"
+    summary = ("gradient-weighted attention relevance (Chefer et al. 2021); single-stream, cross-attention and "
+               "encoder-decoder models")
 
     @classmethod
     def supports(cls, model: VLModel) -> bool:

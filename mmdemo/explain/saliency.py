@@ -16,5 +16,6 @@ class SaliencyMap(MapMethod):
     summary = "absolute pixel gradient (Simonyan et al. 2014), summed per patch"
 
     def attribute(self, inputs: ExplainInputs) -> torch.Tensor:
-        attr = Saliency(ScoreFunction(self.model, inputs)).attribute(inputs.pixels.detach().requires_grad_(), abs=True)   # (B, 3, H, W)
+        pixels = inputs.pixels.detach().requires_grad_()
+        attr = Saliency(ScoreFunction(self.model, inputs)).attribute(pixels, abs=True)          # (B, 3, H, W)
         return pool_to_grid(attr, self.grid)

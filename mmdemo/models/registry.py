@@ -32,7 +32,7 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-_FAMILIES = ("mmdemo.models.shapes", "mmdemo.models.hub")  # each registers its entries on import
+_FAMILIES = ("mmdemo.models.shapes", "mmdemo.models.hub", "mmdemo.models.photo")  # each registers its entries on import
 _loaded_families = False
 
 

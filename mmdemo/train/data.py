@@ -9,7 +9,7 @@ import torch
 
 from ..models.shapes.preprocess import to_pixels
 from ..models.shapes.tokenizer import build_tokenizer
-from ..world.language import caption, sample_question
+from ..world.language import all_questions, caption, sample_question
 from ..world.scene import Scene
 from ..world.views import patch_labels, random_view
 from ..world.vocab import ANSWERS
@@ -62,8 +62,9 @@ def make_pool(n: int, seed: int, *, size: int, grid: int, variations: bool = Tru
 class QuestionSampler:
     """Draws a question per scene; tokenisation cached (the world has a few thousand distinct questions)."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, focus: tuple[str, ...] = (), focus_share: float = 0.5):
         self.rng = np.random.default_rng(seed)
+        self.focus, self.focus_share = focus, focus_share   # question types drawn more often (a curriculum)
         self.tok = build_tokenizer()
         self.cache: dict[str, list[int]] = {}
         self.answer_index = {a: i for i, a in enumerate(ANSWERS)}
@@ -73,9 +74,16 @@ class QuestionSampler:
             self.cache[text] = self.tok.encode(text).ids
         return self.cache[text]
 
+    def _type(self, scene: Scene) -> str | None:
+        """A focus type this scene supports, focus_share of the time; else None (uniform over types)."""
+        if not self.focus or self.rng.random() >= self.focus_share:
+            return None
+        supported = {q.type for q in all_questions(scene)} & set(self.focus)
+        return sorted(supported)[self.rng.integers(len(supported))] if supported else None
+
     def batch(self, scenes: list[Scene]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) question ids, (B,) answer indices."""
-        qs = [sample_question(s, self.rng) for s in scenes]
+        qs = [sample_question(s, self.rng, self._type(s)) for s in scenes]
         ids = [self.ids(q.text) for q in qs]
         out = torch.zeros(len(ids), max(map(len, ids)), dtype=torch.long)
         for i, row in enumerate(ids):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -13,30 +13,15 @@ from ..models.shapes import weights
 from ..models.shapes.net import ShapesConfig, ShapesNet, losses
 from ..models.shapes.tokenizer import vocabulary
 from ..world.vocab import ANSWERS
+from .config import TrainConfig
 from .data import Pool, QuestionSampler, make_pool
 
 TRAIN_SEED = 1            # views for training are seeded (TRAIN_SEED, i); evaluation uses other seeds
 
 
-@dataclass
-class TrainConfig:
-    fusion: str = "cross"
-    steps: int = 8000             # optimiser steps
-    batch: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup: int = 300
-    pool: int = 80_000            # rendered training views; questions are fresh every step
-    seed: int = 0                 # model init and question sampling
-    run_dir: str = "runs"         # checkpoints and the rendered pool cache
-    out: str | None = None        # model folder to write at the end (default assets/models/shapes-<fusion>)
-    checkpoint_every: int = 500
-    eval_every: int = 2000
-    threads: int | None = None
-
-
-def _pool(cfg: TrainConfig, net_cfg: ShapesConfig, run: Path) -> Pool:
-    cache = run / f"pool-{cfg.pool}-{net_cfg.image_size}.pt"
+def _pool(cfg: TrainConfig, net_cfg: ShapesConfig) -> Pool:
+    """The rendered training views, cached under run_dir (shared by every variant: same seeds, same views)."""
+    cache = Path(cfg.run_dir) / f"pool-{cfg.pool}-{net_cfg.image_size}.pt"
     if cache.exists():
         return torch.load(cache, weights_only=False)
     pool = make_pool(cfg.pool, TRAIN_SEED, size=net_cfg.image_size, grid=net_cfg.grid)
@@ -59,7 +44,7 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     net_cfg = net_cfg or ShapesConfig(fusion=cfg.fusion, vocab_size=len(vocabulary()), n_answers=len(ANSWERS))
-    run = Path(cfg.run_dir) / f"shapes-{cfg.fusion}"
+    run = Path(cfg.run_dir) / f"shapes-{cfg.fusion}{'-' + Path(cfg.init).name + '-tuned' if cfg.init else ''}"
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     net = ShapesNet(net_cfg)
@@ -67,7 +52,9 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
     no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
-    sampler = QuestionSampler(cfg.seed)
+    if cfg.init:
+        net.load_state_dict(weights.load_net(Path(cfg.init)).state_dict())
+    sampler = QuestionSampler(cfg.seed, tuple(cfg.focus), cfg.focus_share)
     order_rng = np.random.default_rng(cfg.seed + 1)
     step, ckpt = 0, run / "checkpoint.pt"
     if resume and ckpt.exists():
@@ -78,7 +65,7 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
         order_rng.bit_generator.state = state["order_rng"]
         step = state["step"]
         print(f"resumed from {ckpt} at step {step}")
-    pool = _pool(cfg, net_cfg, run)
+    pool = _pool(cfg, net_cfg)
     N = len(pool.scenes)
     started, seen = time.time(), 0
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train shapes-{cfg.fusion}")
@@ -86,7 +73,7 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
     while step < cfg.steps:
         idx = torch.from_numpy(order_rng.integers(0, N, size=cfg.batch))
         pixels = pool.pixels[idx].float().div_(255)
-        q_ids, answers = sampler.batch([pool.scenes[i] for i in idx.tolist()])
+        q_ids, answers = sampler.batch([pool.scenes[i] for i in idx.tolist() for _ in range(cfg.questions)])
         caps = pool.captions[idx]
         caps = caps[:, : int((caps != 0).sum(1).max())]
         for g in opt.param_groups:

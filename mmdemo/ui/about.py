@@ -29,7 +29,7 @@ METHOD_NOTES = {
            "image, times the change. The attributions add up to the change in score (completeness).",
            "Depends on the baseline: parts of the image that look like the baseline get little credit even when "
            "they matter."),
-    "ig_pixels": ("Integrated Gradients on the pixels, summed per patch.",
+    "ig-pixels": ("Integrated Gradients on the pixels, summed per patch.",
                   "As for ig, plus pixel noise: more steps give steadier maps."),
     "saliency": ("The absolute gradient of the score with respect to the pixels (Simonyan et al. 2014).",
                  "A local, first-order view: it shows what a tiny change would do, and saturates when the model "
@@ -43,10 +43,14 @@ METHOD_NOTES = {
                   "baseline can itself look like an object."),
     "shapley": ("Shapley values of the patches, sampled over random orders of adding them to the baseline.",
                 "Sampled: few samples give noisy maps; and like occlusion it depends on the baseline."),
-    "text_ig": ("Integrated Gradients of each question or caption word from a zero embedding, the image held "
+    "text-ig": ("Integrated Gradients of each question or caption word from a zero embedding, the image held "
                 "fixed: which words mattered.",
                 "Says nothing about the image; a zero embedding is not a neutral word."),
 }
+
+
+FAITHFULNESS = ["method", "pointing game", "deletion AUC", "random deletion AUC", "insertion AUC",
+                "random insertion AUC", "ms per map", "scenes"]
 
 
 def build(service) -> None:
@@ -55,7 +59,9 @@ def build(service) -> None:
         gr.Markdown(_methods_text(service))
         with gr.Row():
             measure = gr.Button("Measure faithfulness on the example scenes", elem_id="about-measure")
-        scores = gr.Dataframe(label="Faithfulness on the example scenes (default model)", interactive=False,
+        scores = gr.Dataframe(headers=FAITHFULNESS, label="Faithfulness on the example scenes (default model): "
+                              "pointing game (higher is better), deletion AUC (lower than random is better), "
+                              "insertion AUC (higher than random is better)", interactive=False,
                               elem_id="about-faithfulness")
     for name, card in model_cards():
         with gr.Accordion(f"Model card: {name}", open=False):
@@ -67,8 +73,7 @@ def build(service) -> None:
         against random maps. Returns a table."""
         import pandas as pd
 
-        rows = service.faithfulness()
-        return pd.DataFrame(rows)
+        return pd.DataFrame(service.faithfulness(), columns=FAITHFULNESS)
 
     measure.click(faithfulness, None, [scores], api_name="faithfulness", concurrency_id="model")
 

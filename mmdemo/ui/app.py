@@ -21,8 +21,7 @@ TITLE = "mmdemo — how vision-language models fuse image and text"
 QUEUE_SIZE = 64                 # requests waiting per app; more are refused with "queue full"
 CONCURRENCY = 2                 # events running at once per group (GRADIO_DEFAULT_CONCURRENCY_LIMIT overrides)
 CSS = """
-#caption-tokens span, #ask-words span { cursor: pointer; }
-footer { visibility: hidden; }
+#caption-tokens span { cursor: pointer; }
 """
 
 
@@ -111,7 +110,8 @@ def _describe(service: Service, model: str | None, *, strict: bool = False) -> s
             raise
         log.warning("cannot describe %s: %s", model, e)
         return f"**{plain(model)}** could not be loaded: {plain(e)}"
-    return f"**What {plain(model)} knows:** {plain(knows)}" + (f"  \n*{plain(summary)}*" if summary and summary != knows else "")
+    extra = f"  \n*{plain(summary)}*" if summary and summary != knows else ""
+    return f"**What {plain(model)} knows:** {plain(knows)}{extra}"
 
 
 def _concurrency() -> int | None:

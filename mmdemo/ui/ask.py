@@ -9,8 +9,6 @@ import gradio as gr
 from ..models.base import Target
 from .common import CMAPS, Shared, explanation_json, handler, overlay, signed_highlights, top_k_label
 
-TEXT_METHOD = "text_ig"      # the explain engine's question-word attribution, when it has one
-
 
 def build(shared: Shared) -> None:
     service = shared.service
@@ -64,8 +62,9 @@ def build(shared: Shared) -> None:
         target = Target("answer", answer.strip(), question=question)
         exp = service.explain(image, target, model, method=method)
         words = exp.text
-        if words is None and TEXT_METHOD in service.methods(model):
-            words = service.explain(image, target, model, method=TEXT_METHOD).text
+        text_methods = service.methods(model, output="text")
+        if words is None and text_methods:
+            words = service.explain(image, target, model, method=text_methods[0]).text
         return (overlay(image, exp.upsampled, cmap, opacity),
                 explanation_json(exp, model, {"kind": "answer", "text": target.text, "question": target.question}),
                 signed_highlights(words))
@@ -107,6 +106,6 @@ def build(shared: Shared) -> None:
 
 def _image_methods(service) -> list[str]:
     try:
-        return [m for m in service.methods() if m != TEXT_METHOD]
+        return service.methods(output="image")
     except Exception:
         return []

@@ -23,14 +23,14 @@ def build(shared: Shared) -> None:
             temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="Temperature (nucleus)")
             seed = gr.Number(-1, precision=0, label="Seed (nucleus; -1: random)")
     run = gr.Button("Caption", variant="primary", elem_id="caption-button")
-    tokens = gr.HighlightedText(label="Caption — darker words were more probable; click a word to see where the model looked",
-                                show_legend=False, show_inline_category=False, interactive=False,
+    tokens = gr.HighlightedText(label="Caption — darker words were more probable; click a word to see where "
+                                "the model looked", show_legend=False, show_inline_category=False, interactive=False,
                                 elem_id="caption-tokens")
     shared.caption_text.render()
     with gr.Accordion("Result as JSON (what the `caption` API returns)", open=False):
         result = gr.JSON(label="caption result")
 
-    with gr.Group(visible=bool(methods)) as maps:
+    with gr.Group(visible=bool(methods)):
         with gr.Row():
             token = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Token",
                                 info="click a word above, or pick it here", elem_id="caption-token")
@@ -78,7 +78,7 @@ def build(shared: Shared) -> None:
             raise gr.Error("caption the image first", print_exception=False)
         target = _caption_target(caption_text, token)
         out = []
-        for name in service.methods(model):
+        for name in service.methods(model, output="image"):
             exp = service.explain(image, target, model, method=name)
             out.append((overlay(image, exp.upsampled, cmap, opacity), f"{name} · {exp.seconds * 1000:.0f} ms"))
         return out
@@ -87,8 +87,7 @@ def build(shared: Shared) -> None:
         return evt.index if isinstance(evt.index, int) else (evt.index[0] if evt.index else 0)
 
     inputs = [shared.image, shared.model, strategy, max_tokens, num_beams, top_p, temperature, seed]
-    gr.on([run.click], caption, inputs, [result], api_name="caption",
-          concurrency_id="model").success(
+    run.click(caption, inputs, [result], api_name="caption", concurrency_id="model").success(
         show, [result], [tokens, shared.caption_text, token, shared.caption_state],
         api_visibility="private", api_name="show_caption", show_progress="hidden")
     tokens.select(pick, None, [token], api_visibility="private", api_name="pick_token", show_progress="hidden")
@@ -99,8 +98,6 @@ def build(shared: Shared) -> None:
                       api_name="compare_methods", concurrency_id="model")
     shared.image.change(lambda: (None, None, None, None), None, [tokens, heatmap, map_json, grid],
                         api_visibility="private", api_name="clear_caption", show_progress="hidden")
-    if not methods:
-        maps.visible = False
 
 
 def _caption_target(caption_text: str, token: Any) -> Target:
@@ -118,6 +115,6 @@ def _caption_target(caption_text: str, token: Any) -> Target:
 
 def _methods(service) -> list[str]:
     try:
-        return service.methods()
+        return service.methods(output="image")
     except Exception:  # no model yet, or the explain engine is not installed: the map section stays hidden
         return []

@@ -1,4 +1,4 @@
-"""What every tab shares: the raw image input, error handling, safe text, and small value converters."""
+"""What every tab shares: the image input, error handling, safe text, and small value converters."""
 from __future__ import annotations
 
 import functools

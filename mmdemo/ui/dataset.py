@@ -7,8 +7,8 @@ import gradio as gr
 
 from .common import handler
 
-COLUMNS = ["created_at", "model", "task", "question", "model_output", "corrected", "annotator", "note",
-           "edit_rate", "version", "id"]
+COLUMNS = ["corrected", "model_output", "annotator", "model", "task", "question", "note", "edit_rate",
+           "created_at", "version", "id"]
 FORMATS = [("CSV", "csv"), ("JSON Lines", "jsonl"), ("COCO captions", "coco"), ("Parquet", "parquet")]
 PAGE = 200
 
@@ -23,7 +23,8 @@ def build(service, tab: gr.Tab) -> None:
                             "question or note", scale=2, elem_id="dataset-search")
     refresh = gr.Button("Refresh", elem_id="dataset-refresh")
     table = gr.Dataframe(headers=COLUMNS, label=f"Corrections (newest first, up to {PAGE})", interactive=False,
-                         wrap=True, elem_id="dataset-table", max_height=420)
+                         wrap=True, elem_id="dataset-table", max_height=420,
+                         column_widths=["22%", "18%", "9%", "9%", "6%", "10%", "8%", "5%", "9%", "4%", "10%"])
     with gr.Row():
         plot = gr.Plot(label="Statistics", elem_id="dataset-plot")
         stats = gr.JSON(label="Counts")

@@ -60,6 +60,7 @@ def build(shared: Shared) -> None:
             if methods:
                 try:
                     exp = service.explain(image, target, name, method=method, **options)
+                    label += f" · layer {int(layer)}" if options else ""
                 except InputError:  # this model has fewer fusion layers than the slider: show its mean
                     exp = service.explain(image, target, name, method=method)
                     label += " · mean over its layers"
@@ -84,7 +85,7 @@ def _methods(service, names: list[str]) -> list[str]:
     try:
         common = None
         for name in names:
-            found = [m for m in service.methods(name) if m != "text_ig"]
+            found = service.methods(name, output="image")
             common = found if common is None else [m for m in common if m in found]
         return common or []
     except Exception:

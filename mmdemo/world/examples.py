@@ -1,4 +1,4 @@
-"""The app's example scenes: a few shapes-world images with fixed seeds, each with a question, its answer and the caption.
+"""The app's example scenes: shapes-world images with fixed seeds, each with a question, its answer and its caption.
 
     python -m mmdemo.world.examples            # (re)writes assets/examples/scene-*.png and examples.json
 

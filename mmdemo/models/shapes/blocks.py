@@ -61,12 +61,13 @@ class Block(nn.Module):
 class ConvPatchEmbed(nn.Module):
     """Pixels in [0, 1] -> image tokens: a small conv stem (stride 8) plus learned positions. (B, 3, H, W) -> (B, h*w, D)."""
 
-    def __init__(self, dim: int, image_size: int, stride: int = 8):
+    def __init__(self, dim: int, image_size: int, stride: int = 8, coords: bool = True):
         super().__init__()
         assert stride == 8, "the stem has three stride-2 stages"
         c1, c2 = dim // 4, dim // 2
+        self.coords = coords                      # two extra input channels: x and y in [-1, 1] (CoordConv)
         self.stem = nn.Sequential(
-            nn.Conv2d(3, c1, 3, 2, 1), nn.BatchNorm2d(c1), nn.GELU(),
+            nn.Conv2d(3 + 2 * coords, c1, 3, 2, 1), nn.BatchNorm2d(c1), nn.GELU(),
             nn.Conv2d(c1, c2, 3, 2, 1), nn.BatchNorm2d(c2), nn.GELU(),
             nn.Conv2d(c2, dim, 3, 2, 1), nn.BatchNorm2d(dim), nn.GELU(),
             nn.Conv2d(dim, dim, 1),
@@ -78,7 +79,13 @@ class ConvPatchEmbed(nn.Module):
         self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.stem((pixels - self.mean) / self.std)                            # (B, D, h, w)
+        x = (pixels - self.mean) / self.std                                       # (B, 3, H, W)
+        if self.coords:
+            B, _, H, W = x.shape
+            ys = torch.linspace(-1, 1, H, device=x.device, dtype=x.dtype).view(1, 1, H, 1).expand(B, 1, H, W)
+            xs = torch.linspace(-1, 1, W, device=x.device, dtype=x.dtype).view(1, 1, 1, W).expand(B, 1, H, W)
+            x = torch.cat([x, xs, ys], dim=1)                                     # (B, 5, H, W)
+        x = self.stem(x)                                                          # (B, D, h, w)
         return x.flatten(2).transpose(1, 2) + self.pos                            # (B, h*w, D)
 
 

@@ -30,6 +30,7 @@ class ShapesConfig:
     max_text: int = 32           # longest question or caption, in tokens
     vocab_size: int = 64
     n_answers: int = 28
+    coords: bool = True          # x, y coordinate channels into the stem: absolute position for "where", "above"
 
     @property
     def grid(self) -> int:
@@ -46,7 +47,7 @@ class ShapesNet(nn.Module):
             raise ValueError(f"fusion must be early, cross or late, not {cfg.fusion!r}")
         self.cfg = cfg
         D = cfg.dim
-        self.patch_embed = ConvPatchEmbed(D, cfg.image_size)
+        self.patch_embed = ConvPatchEmbed(D, cfg.image_size, coords=cfg.coords)
         self.image_blocks = nn.ModuleList(Block(D, cfg.heads) for _ in range(cfg.image_layers))
         self.image_norm = nn.LayerNorm(D)
         self.word_embed = nn.Embedding(cfg.vocab_size, D)
@@ -148,9 +149,11 @@ def _init(m: nn.Module) -> None:
 
 
 def losses(net: ShapesNet, pixels, q_ids, answers, c_ids, aux_targets) -> dict[str, torch.Tensor]:
-    """Training losses on one batch. aux_targets: (B, P, 3) long class per patch for color, shape, size."""
-    image = net.encode_image(pixels)
-    vqa = F.cross_entropy(net.answer_logits(image, q_ids), answers)
+    """Training losses on one batch. q_ids may hold k questions per image (k*B rows, image-major);
+    aux_targets: (B, P, 3) long class per patch for color, shape, size."""
+    image = net.encode_image(pixels)                                          # (B, P, D)
+    k = q_ids.shape[0] // image.shape[0]
+    vqa = F.cross_entropy(net.answer_logits(image.repeat_interleave(k, 0), q_ids), answers)
     logits = net.caption_logits(image, c_ids[:, :-1])                     # predict token t+1 from <= t
     lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), c_ids[:, 1:].reshape(-1), ignore_index=0)
     aux = sum(F.cross_entropy(l.reshape(-1, l.shape[-1]), aux_targets[..., k].reshape(-1))
