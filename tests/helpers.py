@@ -10,5 +10,5 @@ def require_weights(name: str) -> None:
     """Skip when a shipped model's weights are absent, except in CI where they must be there."""
     if not get_entry(name).available():
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} weights are missing from assets/ in CI")
+            pytest.fail(f"{name} weights (or the packages that carry them) are missing in CI")
         pytest.skip(f"{name} weights not trained yet")

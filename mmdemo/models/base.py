@@ -83,7 +83,9 @@ class VLModel(ABC):
 
     @abstractmethod
     def score(self, inputs: "ExplainInputs", *, pixels: "torch.Tensor | None" = None) -> "torch.Tensor":
-        """(B,) log-probability of each item's target; differentiable w.r.t. `pixels` and embeddings."""
+        """(B,) log-probability of each item's target; differentiable w.r.t. `pixels` and embeddings.
+
+        `pixels` may hold k*B rows, step-major as Captum lays out its expanded batches (row = step * B + item)."""
 
     @abstractmethod
     def attention(self, inputs: "ExplainInputs") -> "torch.Tensor":

@@ -17,4 +17,12 @@ register(ModelEntry(name=NAME, tasks=("caption", "vqa"), fusion="late", summary=
                     factory="mmdemo.models.photo.model:load", weights=available, source=describe(),
                     missing=missing_message))
 
-__all__ = ["NAME", "SUMMARY"]
+__all__ = ["NAME", "SUMMARY", "PhotoModel", "load"]
+
+
+def __getattr__(attr: str):
+    """`PhotoModel` and `load` import torch, so they are looked up only when used."""
+    if attr in ("PhotoModel", "load"):
+        from . import model
+        return getattr(model, attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

@@ -51,7 +51,7 @@ def choose_match(model: PhotoModel, path: Path = MATCHING_FILE) -> tuple[MatchSe
     rows = [(r["phrase"], expected_classes(vocab, r["names"])) for r in json.loads(path.read_text())["phrases"]]
     rows = [(p, e) for p, e in rows if matcher.exact(p) is None]
     sims = (matcher.encoder.encode([p for p, _ in rows]) @ matcher.embeddings.T).cpu()           # (N, E)
-    best, table = None, []
+    table = []
     for t in THRESHOLDS:
         for m in MARGINS:
             s = MatchSettings(float(t), float(m), model.settings.match.temperature)

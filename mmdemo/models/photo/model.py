@@ -25,8 +25,8 @@ from ...errors import InputError, WeightsMissingError
 from ..base import Answer, Caption, ExplainInputs, ModelInfo, Target, VLModel
 from . import _sources
 from .questions import Parsed, parse
-from .regions import COLOURS, POSITIONS, colour_shares, position_shares, region, top
-from .text import Match, Matcher, MatchSettings, TextEncoder
+from .regions import COLOURS, POSITIONS, colour_shares, place, position_shares, region, top
+from .text import Match, Matcher, MatchSettings, TextEncoder, soft_weight
 from .vision import GRID, INPUT, FeatureTap, build_classifier, gradcam, thumbnails, to_pixels
 from .vocabulary import CARD_DIR, WORD, Vocabulary, load_vocabulary, named_spans, words
 from .wording import Hedges, caption_text, caption_tokens
@@ -76,6 +76,8 @@ class _Plan:
 
 
 class PhotoModel(VLModel):
+    has_attention = False               # read by mmdemo.explain: no image-text attention to show (see `attention`)
+
     def __init__(self, classifier: torch.nn.Module, text: TextEncoder, *, name: str = "photo-lite",
                  settings: PhotoSettings | None = None, vocabulary: Vocabulary | None = None,
                  device: str | torch.device = "cpu", weights: str = "", revision: str = ""):
@@ -134,7 +136,7 @@ class PhotoModel(VLModel):
         out = []
         for b in range(len(images)):
             labels = [(self.vocab.names[int(c)], float(p)) for p, c in zip(best.values[b], best.indices[b])]
-            tokens = caption_tokens(labels, top(places[b], POSITIONS, 1)[0], top(colours[b], COLOURS, 1)[0],
+            tokens = caption_tokens(labels, place(places[b]), top(colours[b], COLOURS, 1)[0],
                                     self.settings.hedges)
             out.append(Caption(caption_text(tokens), tokens))
         return out
@@ -251,8 +253,7 @@ class PhotoModel(VLModel):
             inside = [i for i, (s, e) in enumerate(offsets) if e > s and s >= starts[a] and e <= ends[b - 1]]
             return [0, *inside, sep]
 
-        tokens = enc.tokens() if hasattr(enc, "tokens") else self.text.tokenizer.convert_ids_to_tokens(enc["input_ids"])
-        return [(s.start, s.end, s.entry) for s in spans], list(tokens), list(enc["input_ids"]), positions
+        return [(s.start, s.end, s.entry) for s in spans], list(enc.tokens()), list(enc["input_ids"]), positions
 
     def _answer_plan(self, target: Target, pixels: torch.Tensor) -> _Plan:
         p = parse(_check_question(target.question or ""))
@@ -324,8 +325,7 @@ class PhotoModel(VLModel):
         valid = entries >= 0
         safe = entries.clamp_min(0)
         sims = (emb * self.matcher.embeddings[safe]).sum(-1)                        # (n, M, K)
-        s = self.settings.match
-        soft = torch.sigmoid((sims - s.threshold) / s.temperature) * valid
+        soft = soft_weight(sims, self.settings.match) * valid
         named = (soft[..., None] * self.matcher.member[safe]).amax((1, 2))          # (n, 1000)
         return torch.maximum(weights, named)
 

@@ -10,10 +10,11 @@ from ...world.vocab import POSITIONS
 
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey")
 KEEP = 0.5                  # the map's region: where it reaches at least this share of its maximum
+SPREAD = 0.2                # a caption says "across the picture" when no third × third cell holds more of the map
 POSITION_PHRASE = {
     "top left": "in the top left", "top": "at the top", "top right": "in the top right", "left": "on the left",
     "center": "in the center", "right": "on the right", "bottom left": "in the bottom left", "bottom": "at the bottom",
-    "bottom right": "in the bottom right"}
+    "bottom right": "in the bottom right", "across": "across the picture"}
 
 
 def region(cam: torch.Tensor, size: int) -> torch.Tensor:
@@ -77,5 +78,11 @@ def top(shares, labels: tuple[str, ...], k: int) -> list[tuple[str, float]]:
     return [(labels[i], float(shares[i])) for i in order]
 
 
-__all__ = ["COLOURS", "POSITIONS", "POSITION_PHRASE", "colour_names", "colour_shares", "position_shares", "region",
-           "top"]
+def place(shares) -> tuple[str, float]:
+    """The caption's place: the position holding most of the map, or "across" when none holds SPREAD of it."""
+    where, share = top(shares, POSITIONS, 1)[0]
+    return (where, share) if share >= SPREAD else ("across", 1 - share)
+
+
+__all__ = ["COLOURS", "POSITIONS", "POSITION_PHRASE", "colour_names", "colour_shares", "place", "position_shares",
+           "region", "top"]

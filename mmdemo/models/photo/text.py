@@ -23,7 +23,7 @@ BATCH = 64                              # phrases per forward pass when embeddin
 class MatchSettings:
     threshold: float                    # cosine similarity an entry needs to count as named
     margin: float                       # … and it must be within this of the best entry
-    temperature: float                  # softness of the weight σ((sim − threshold) / temperature) in `score`
+    temperature: float                  # softness of a match's weight (see soft_weight)
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,13 @@ class Match:
     @property
     def ok(self) -> bool:
         return bool(self.entries)
+
+
+def soft_weight(sims: torch.Tensor, settings: MatchSettings) -> torch.Tensor:
+    """How fully a phrase names an entry, from their cosine similarity: σ((sim − threshold) / temperature), scaled
+    so an exact match (sim 1) weighs exactly 1."""
+    full = torch.sigmoid(torch.tensor((1 - settings.threshold) / settings.temperature))
+    return (torch.sigmoid((sims - settings.threshold) / settings.temperature) / full).clamp_max(1.0)
 
 
 def pick(phrase: str, sims: torch.Tensor, vocab: Vocabulary, settings: MatchSettings) -> Match:
@@ -54,9 +61,16 @@ class TextEncoder(nn.Module):
     def __init__(self, folder: Path):
         super().__init__()
         from transformers import AutoTokenizer, BertModel
+        from transformers.utils import logging as hf_logging
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        self.bert = BertModel.from_pretrained(str(folder), local_files_only=True).eval().requires_grad_(False)
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()                   # no "Loading weights" bar on the CLI's stderr
+        try:
+            self.bert = BertModel.from_pretrained(str(folder), local_files_only=True).eval().requires_grad_(False)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         self.dim = self.bert.config.hidden_size
 
     @property
@@ -136,9 +150,9 @@ class Matcher:
         return pick(phrase, sims, self.vocab, self.settings)
 
     def class_weights(self, match: Match, sims: torch.Tensor | None = None) -> torch.Tensor:
-        """(1000,) weight of each class: max over the matched entries of σ((sim − threshold) / temperature)."""
+        """(1000,) weight of each class: max over the matched entries of their soft weight (see soft_weight)."""
         if not match.ok:
             return torch.zeros(self.member.shape[1], device=self.member.device)
         sims = torch.tensor(match.sims, device=self.member.device) if sims is None else sims
-        soft = torch.sigmoid((sims - self.settings.threshold) / self.settings.temperature)       # (K,)
+        soft = soft_weight(sims, self.settings)                                                  # (K,)
         return (soft[:, None] * self.member[list(match.entries)]).amax(0)

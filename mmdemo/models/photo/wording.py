@@ -27,7 +27,8 @@ class Hedges:
 
 def caption_tokens(labels: list[tuple[str, float]], place: tuple[str, float], colour: tuple[str, float],
                    hedges: Hedges = Hedges()) -> list[tuple[str, float]]:
-    """labels: [(name, prob)] best first (at least one); place: (position, share); colour: (name, share)."""
+    """labels: [(name, prob)] best first (at least one); place: (position or "across", share); colour: (name,
+    share)."""
     (name1, p1), rest = labels[0], labels[1:]
     out: list[tuple[str, float]] = []
 

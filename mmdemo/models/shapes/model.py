@@ -175,9 +175,10 @@ def _pad(rows: list[list[int]], device) -> torch.Tensor:
 
 
 def _repeat(inputs: ExplainInputs, reps: int) -> ExplainInputs:
-    """Repeat every item `reps` times, item-major (as Captum lays out its expanded batches)."""
-    extra = {k: v.repeat_interleave(reps, 0) if isinstance(v, torch.Tensor) else v for k, v in inputs.extra.items()}
-    return ExplainInputs(inputs.pixels.repeat_interleave(reps, 0), inputs.targets, inputs.text_tokens, extra)
+    """Repeat the whole batch `reps` times, step-major (Captum's layout: row = step * B + item)."""
+    tile = lambda v: v.repeat(reps, *([1] * (v.dim() - 1))) if isinstance(v, torch.Tensor) else v  # noqa: E731
+    return ExplainInputs(tile(inputs.pixels), list(inputs.targets) * reps, list(inputs.text_tokens) * reps,
+                         {k: tile(v) for k, v in inputs.extra.items()})
 
 
 def load(name: str, device: str | None = None) -> ShapesModel:
