@@ -155,12 +155,19 @@ def test_correct_find_in_dataset_and_download(page, shots, tmp_path):
     assert page.input_value("#correct-output textarea") == text
     marker = uuid.uuid4().hex[:8]
     hostile = f"a blue circle {marker} <script>window.__pwned = 1</script><img src=x onerror=alert(1)>"
-    page.fill("#correct-text textarea", hostile)
+    # the caption also pre-fills the correction box; type only once that has happened
+    page.wait_for_function("document.querySelector('#correct-text textarea').value === "
+                           "document.querySelector('#correct-output textarea').value")
+    for _ in range(5):                     # a late pre-fill (state change) may still land: type until it stays
+        page.fill("#correct-text textarea", hostile)
+        time.sleep(0.5)
+        if page.input_value("#correct-text textarea") == hostile:
+            break
     page.fill("#correct-annotator input", "browser-test")
+    assert page.input_value("#correct-text textarea") == hostile
     page.click("#correct-save")
-    page.wait_for_selector("#correct-diff .token")
-    page.wait_for_function("document.querySelector('#correct-count').innerText.includes('saved so far')")
-    assert marker in page.inner_text("#correct-diff")
+    page.wait_for_function("m => document.querySelector('#correct-diff').innerText.includes(m)", arg=marker)
+    assert "1" in page.inner_text("#correct-count")
     assert "<script>" in page.inner_text("#correct-diff")          # shown as text
     snap(page, shots, "05-correct")
 
@@ -242,6 +249,7 @@ def test_readme_screenshots(page, shots):
         pytest.skip("set MMDEMO_README_SHOTS=1 (with the trained weights) to refresh assets/screenshots/")
     folder = Path(__file__).resolve().parent.parent / "assets" / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1400, "height": 1400})
     pick_example(page, 4)
     caption(page)
     page.locator("#caption-tokens .token").nth(2).click()
@@ -251,6 +259,7 @@ def test_readme_screenshots(page, shots):
     page.get_by_role("tab", name="Ask").click()
     page.click("#ask-button")
     page.wait_for_selector("#ask-map img")
-    page.wait_for_selector("#ask-modality img, #ask-modality canvas, #ask-modality svg")
+    page.wait_for_selector("#ask-words .token")
+    page.wait_for_selector("#ask-modality img")
     time.sleep(1.5)
     page.screenshot(path=str(folder / "ask.png"), full_page=False)

@@ -1,6 +1,7 @@
 """Train a shapes model (early, cross or late fusion) on the shapes world: seeded, resumable, tqdm progress."""
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict
@@ -106,5 +107,7 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
     out = Path(cfg.out) if cfg.out else weights.model_dir(f"shapes-{cfg.fusion}")
     meta = asdict(cfg) | {"train_seconds_this_run": round(time.time() - started, 1),
                           "samples_seen_this_run": seen, "torch": torch.__version__}
+    if cfg.init:  # keep the recipe of the stage this one started from
+        meta["init_training"] = json.loads((Path(cfg.init) / "config.json").read_text()).get("training")
     weights.save(net, out, meta)
     return out

@@ -36,8 +36,9 @@ def build(shared: Shared) -> None:
                 words = gr.HighlightedText(label="Question words by attribution (red: for the answer, blue: against)",
                                            show_legend=False, show_inline_category=False, interactive=False,
                                            elem_id="ask-words")
-                share = gr.Plot(label="Modality share: how much came from the image vs the question",
-                                elem_id="ask-modality")
+                gr.Markdown("**Modality share**: how much of the answer came from the image and how much from "
+                            "the question (MM-SHAP), and each word's part")
+                share = gr.Plot(show_label=False, elem_id="ask-modality")
         with gr.Accordion("Map as JSON (what the `explain_answer` API returns)", open=False):
             map_json = gr.JSON(label="explanation")
 
