@@ -80,7 +80,8 @@ def load_test(url: str, examples: list[dict], users: int, seconds: float) -> dic
     errors: list[str] = []
     wrong = 0
     lock = threading.Lock()
-    ready = threading.Barrier(users + 1)
+    ready = threading.Barrier(users + 1)        # every user connected …
+    go = threading.Event()                       # … then all start at once, with the end time set
     stop_at = [0.0]
 
     def user(i: int) -> None:
@@ -95,6 +96,7 @@ def load_test(url: str, examples: list[dict], users: int, seconds: float) -> dic
             return
         files = {e["path"]: handle_file(e["path"]) for e in examples}
         ready.wait()
+        go.wait()
         while time.perf_counter() < stop_at[0]:
             ex = rng.choice(examples)
             t = time.perf_counter()
@@ -115,6 +117,7 @@ def load_test(url: str, examples: list[dict], users: int, seconds: float) -> dic
     ready.wait()
     begin = time.perf_counter()
     stop_at[0] = begin + seconds
+    go.set()
     for th in threads:
         th.join(seconds + 120)
     wall = time.perf_counter() - begin

@@ -1,7 +1,7 @@
 """Latency and throughput of the embedded models: `answer` and `caption` at batch 1 (median of 50 runs after
 warm-up) and batch-64 throughput. Writes benchmarks/results/models.json.
 
-    python benchmarks/bench_models.py [--models shapes-cross shapes-early shapes-late] [--device cpu]
+    python benchmarks/bench_models.py [--models shapes-cross shapes-early shapes-late] [--device cpu] [--threads 1]
 """
 from __future__ import annotations
 
@@ -24,7 +24,13 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (small models decode fastest on one; more threads on a busy "
+                         "machine oversubscribe the cores)")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     names = args.models or [m.name for m in mmdemo.list_models() if m.name.startswith("shapes-") and m.available()]
     rng = np.random.default_rng(0)
     images = [random_view(rng)[1] for _ in range(64)]
@@ -47,7 +53,7 @@ def main() -> None:
                  (f"{name} caption, batch 1", f"{r['caption_ms_b1']:.1f} ms"),
                  (f"{name} answer, batch 64", f"{r['answer_per_s_b64']:.0f} images/s"),
                  (f"{name} caption, batch 64", f"{r['caption_per_s_b64']:.0f} images/s")]
-    path = write("models", {"runs": args.runs, "results": results})
+    path = write("models", {"runs": args.runs, "threads": args.threads, "results": results})
     table(rows)
     print(f"wrote {path}")
 
