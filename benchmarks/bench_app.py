@@ -160,11 +160,12 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    from mmdemo.ui.app import CONCURRENCY, QUEUE_SIZE
+    from mmdemo.ui.app import QUEUE_SIZE, concurrency_limit
 
     payload = {"cold_start_s": round(cold, 3), **{k: (round(v, 4) if isinstance(v, float) else v)
                                                   for k, v in first.items()},
-               "load": load, "queue": {"default_concurrency_limit": CONCURRENCY, "max_size": QUEUE_SIZE},
+               "load": load, "queue": {"default_concurrency_limit": concurrency_limit(), "max_size": QUEUE_SIZE},
+               "note": "the gradio_client users run on the same machine as the server",
                "targets": TARGETS, "command": "python benchmarks/bench_app.py" + (" --quick" if args.quick else "")}
     path = write("app", payload)
     table([

@@ -35,7 +35,8 @@ MAX_TOP_K = 20                 # most answers a top-k list may ask for
 MAX_TOKENS = 64                # most caption tokens a request may ask for
 STRATEGIES = ("greedy", "beam", "nucleus")
 FUSION_MODELS = ("shapes-early", "shapes-cross", "shapes-late")   # the Fusion lab's columns, in this order
-MODALITY_CACHE = 64            # modality shares kept (per service), least recently used dropped first
+MODALITY_CACHE = 64            # modality shares (and faithfulness tables) kept, least recently used dropped first
+FAITHFULNESS_STEPS = 16        # points on each deletion/insertion curve in `faithfulness`
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -369,13 +370,17 @@ class Service:
     def faithfulness(self, model_name: str | None = None, methods: list[str] | None = None) -> list[dict[str, Any]]:
         """Per explanation method, on the example scenes and their questions (the model's own answers): the
         pointing game (hits on the question's evidence objects), deletion and insertion AUC against random
-        maps, and milliseconds per map."""
+        maps, and milliseconds per map. Computed once per model (cached)."""
         engine = _require_explain()
         from .world.examples import example_scene, read_examples
         from .world.language import all_questions
 
         model = self._with_task(model_name, "vqa")
         name = model.info.name
+        key = ("faithfulness", name, model.info.revision or id(model), tuple(methods or ()))
+        cached = self._cached(key)
+        if cached is not None:
+            return [dict(row) for row in cached]
         cases = []
         for row in read_examples():
             scene, image = example_scene(row)
@@ -392,7 +397,8 @@ class Service:
                 exp = self.explain(image, target, name, method=method)
                 seconds.append(exp.seconds)
                 with self._lock(name):
-                    curves.append(engine.deletion_insertion(model, image, target, exp.grid))
+                    curves.append(engine.deletion_insertion(model, image, target, exp.grid,
+                                                            steps=FAITHFULNESS_STEPS, random_maps=2))
                 if masks:
                     hits.append(engine.pointing_game(exp.grid, masks))
             mean = lambda values: round(sum(values) / len(values), 4) if values else None  # noqa: E731
@@ -402,7 +408,8 @@ class Service:
                          "insertion AUC": mean([c["insertion_auc"] for c in curves]),
                          "random insertion AUC": mean([c["random"]["insertion_auc"] for c in curves]),
                          "ms per map": mean([1000 * s for s in seconds]), "scenes": len(cases)})
-        return rows
+        self._remember(key, rows)
+        return [dict(row) for row in rows]
 
     def _clean_target(self, target: Target) -> Target:
         if not isinstance(target, Target):

@@ -81,7 +81,7 @@ def build_app(service: Service | None = None, *, warm: bool = True) -> gr.Blocks
         shared.model.change(model_info, [shared.model], [knows], api_name="model_info")
         demo.load(lambda: correct.count_text(service), None, [count], api_visibility="private",
                   api_name="load_count", show_progress="hidden")
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=_concurrency())
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=concurrency_limit())
     if warm and default:
         threading.Thread(target=_warm, args=(service, default), name="mmdemo-warm", daemon=True).start()
     return demo
@@ -114,7 +114,7 @@ def _describe(service: Service, model: str | None, *, strict: bool = False) -> s
     return f"**What {plain(model)} knows:** {plain(knows)}{extra}"
 
 
-def _concurrency() -> int | None:
+def concurrency_limit() -> int | None:
     raw = os.environ.get("GRADIO_DEFAULT_CONCURRENCY_LIMIT")
     if raw:
         return None if raw.lower() == "none" else int(raw)
