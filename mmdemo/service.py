@@ -34,6 +34,7 @@ MAX_QUESTION_CHARS = 500       # longest question accepted, after stripping
 MAX_TOP_K = 20                 # most answers a top-k list may ask for
 MAX_TOKENS = 64                # most caption tokens a request may ask for
 STRATEGIES = ("greedy", "beam", "nucleus")
+PHOTO_MODEL = "photo-lite"    # what the app suggests for photos when a shapes-world model is chosen
 FUSION_MODELS = ("shapes-early", "shapes-cross", "shapes-late")   # the Fusion lab's columns, in this order
 MODALITY_CACHE = 64            # modality shares (and faithfulness tables) kept, least recently used dropped first
 FAITHFULNESS_STEPS = 16        # points on each deletion/insertion curve in `faithfulness`
@@ -275,6 +276,18 @@ class Service:
                 self._models[name] = loader(name)
                 log.info("loaded %s in %.2f s", name, time.perf_counter() - started)
             return self._models[name]
+
+    def suggest(self, image: ImageSource | None, name: str | None = None) -> str | None:
+        """A model better suited to this image, or None: `photo-lite` when a shapes-world model is asked about
+        something that does not look like a shapes scene (and photo-lite is offered here)."""
+        from .world.detect import looks_like_scene
+
+        name = name or self.default_model()
+        if image is None or not name or not name.startswith("shapes-"):
+            return None
+        if looks_like_scene(load_image(image)):
+            return None
+        return PHOTO_MODEL if PHOTO_MODEL in {c.name for c in self.models()} else None
 
     def knows(self, name: str | None = None) -> str:
         """One sentence on what the model can see (its `info.knows`), for the UI."""

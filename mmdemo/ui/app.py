@@ -79,6 +79,19 @@ def build_app(service: Service | None = None, *, warm: bool = True) -> gr.Blocks
             return _describe(service, model, strict=True)
 
         shared.model.change(model_info, [shared.model], [knows], api_name="model_info")
+
+        @handler
+        def image_hint(image: Any, model: str) -> str:
+            """What the model knows, plus a suggestion when the image is outside its world."""
+            text = _describe(service, model)
+            better = service.suggest(image, model) if image is not None else None
+            if better:
+                text += (f"  \n**This looks like a photo**, not a shapes-world scene: {plain(model)} will describe "
+                         f"it in shapes. Pick **{plain(better)}** in the model list for photos.")
+            return text
+
+        shared.image.change(image_hint, [shared.image, shared.model], [knows], api_name="image_hint",
+                            show_progress="hidden")
         demo.load(lambda: correct.count_text(service), None, [count], api_visibility="private",
                   api_name="load_count", show_progress="hidden")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=concurrency_limit())
