@@ -11,10 +11,20 @@ from mmdemo.train.evaluate import evaluate, held_out, mention_f1
 # weakness (left/right ~92 %, above/below near chance; see its model card).
 BARS = {
     "shapes-cross": (0.97, 0.90, 0.97, 0.80),
+    "shapes-late": (0.60, 0.25, 0.20, 0.05),  # regression guard; measured 0.662 / 0.291 / 0.13 (its model card)
 }
 FLOORS = {
     "shapes-cross": {"relation": 0.60},      # measured 0.726 (varied) / 0.717 (plain) on 1,000 scenes
 }
+
+
+def test_late_fusion_does_well_only_on_whole_scene_questions(report):
+    name, r = report
+    if name != "shapes-late":
+        pytest.skip("a late-fusion property")
+    by = r["vqa_by_type"]
+    assert by["count_all"] > 0.9 and by["count_color"] > 0.9
+    assert by["where"] < 0.6 and by["shape"] < 0.6
 
 
 @pytest.fixture(scope="module", params=sorted(BARS))
