@@ -2,6 +2,7 @@
 
     python benchmarks/bench_explain.py                      # shapes-cross on CPU -> benchmarks/results/explain.json
     python benchmarks/bench_explain.py --device cuda        # -> benchmarks/results/explain-cuda.json
+    python benchmarks/bench_explain.py --model shapes-late  # -> benchmarks/results/explain-shapes-late.json
     python benchmarks/bench_explain.py --n 0                # timings only (keeps the file's eval-explain table)
     python benchmarks/bench_explain.py --skip-timings       # eval-explain only (keeps the file's timings)
 
@@ -36,7 +37,8 @@ def main() -> int:
     import mmdemo
 
     model = mmdemo.load(args.model, device=args.device)
-    name = "explain" if args.device == "cpu" else f"explain-{args.device.split(':')[0]}"
+    name = "explain" + ("" if args.model == "shapes-cross" else f"-{args.model.replace('/', '_')}") + (
+        "" if args.device == "cpu" else f"-{args.device.split(':')[0]}")
     previous = json.loads((RESULTS / f"{name}.json").read_text()) if (RESULTS / f"{name}.json").exists() else {}
     if previous.get("revision") != model.info.revision:
         previous = {}                                   # other weights: nothing to keep
