@@ -68,7 +68,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(fusion=args.fusion, steps=args.steps, batch=args.batch, lr=args.lr, pool=args.pool,
                       seed=args.seed, run_dir=args.run_dir, out=args.out, threads=args.threads,
                       questions=args.questions, warmup=args.warmup, focus=tuple(args.focus or ()), focus_share=args.focus_share,
-                      init=args.init)
+                      init=args.init, readout=not args.no_readout)
     out = train(cfg, resume=not args.restart)
     print(f"wrote {out}")
     return 0
@@ -116,6 +116,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="question types drawn more often (a curriculum)")
     p.add_argument("--focus-share", type=float, default=TrainConfig.focus_share)
     p.add_argument("--init", default=None, help="start from this model folder (fine-tuning)")
+    p.add_argument("--no-readout", action="store_true",
+                   help="fusion attention without the coordinate readout (as the first shapes models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", default="runs")
     p.add_argument("--out", default=None, help="model folder (default assets/models/shapes-FUSION)")

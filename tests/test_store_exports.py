@@ -58,7 +58,8 @@ def test_csv_keeps_unicode_quotes_commas_newlines(filled, tmp_path):
     assert tuple(df.columns) == COLUMNS
     want = _expected(store, ids)
     assert df["id"].tolist() == ids and gone not in df["id"].tolist()
-    assert df["corrected"].tolist() == [c.corrected for c in want]
+    assert df["corrected"].tolist()[:-1] == [c.corrected for c in want][:-1]
+    assert df["corrected"].tolist()[-1] == "'=1+1 looks like a formula"      # shown as text in a spreadsheet
     assert df["corrected"][2] == TEXTS[2] and df["corrected"][4] == "NA" and "\n" in df["corrected"][1]
     assert df["note"][1] == 'note, with "quotes"\nand a newline'
     assert df["question"][2] == "what is it?" and df["task"][2] == "vqa"
@@ -243,3 +244,20 @@ def test_cli_export_and_import_without_torch_or_gradio(tmp_path):
     proc, _ = _run_mmdemo(["import-coco", str(tmp_path / "nope.json")], env)
     assert proc.returncode == 2 and proc.stderr.splitlines()[0].startswith("error: no such file")
     assert str(uuid.UUID(cid)) == cid
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_shown_as_text(tmp_path):
+    import pandas as pd
+
+    store = open_store(f"sqlite:///{tmp_path / 'c.db'}")
+    hostile = ['=HYPERLINK("http://x","click")', "+1+2", "-3", "@SUM(A1)"]   # (stored text is trimmed)
+    for i, text in enumerate(hostile):
+        store.add(make_image(i), "a red circle", text, model="m", annotator="=cmd", note="@note")
+    export(store, "csv", tmp_path / "out.csv")
+    export(store, "jsonl", tmp_path / "out.jsonl")
+    df = pd.read_csv(tmp_path / "out.csv", keep_default_na=False, dtype=str)
+    assert df["corrected"].tolist() == ["'" + t for t in hostile]
+    assert set(df["annotator"]) == {"'=cmd"} and set(df["note"]) == {"'@note"}
+    assert set(df["model_output"]) == {"a red circle"}          # ordinary text is untouched
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["corrected"] for r in rows] == hostile             # JSONL keeps the text exactly

@@ -19,6 +19,10 @@ include_deleted=True), oldest first:
     edit_rate       word edits per model-output word (0 = kept as is)
     deleted         true only for soft-deleted rows (include_deleted=True)
 
+In CSV (the format people open in spreadsheets) a free-text cell that starts with = + - @ or a tab/CR gets a
+leading apostrophe, so a spreadsheet shows it as text instead of running it as a formula (OWASP "CSV
+injection"); JSONL and Parquet keep every text exactly as saved.
+
 pandas and pyarrow are imported only when an export that needs them runs.
 """
 from __future__ import annotations
@@ -134,8 +138,19 @@ def _frame(rows: list[Correction]) -> Any:
     return df
 
 
+FREE_TEXT = ("question", "model_output", "corrected", "annotator", "note", "model")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: Any) -> Any:
+    """'=HYPERLINK(…)' -> "'=HYPERLINK(…)": a cell a spreadsheet would evaluate is shown as text."""
+    return "'" + text if isinstance(text, str) and text.startswith(FORMULA_START) else text
+
+
 def _write_csv(rows: list[Correction], path: Path) -> int:
     df = _frame(rows)
+    for col in FREE_TEXT:
+        df[col] = df[col].map(spreadsheet_safe)
     df.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
     return len(df)
 

@@ -16,6 +16,7 @@ class TrainConfig:
     focus: tuple[str, ...] = ("relation", "where", "count_shape", "count_color")   # drawn more often
     focus_share: float = 0.3      # share of questions drawn from the focus types
     init: str | None = None       # start from this model folder's weights instead of random ones
+    readout: bool = True          # fusion attention reads out where it looked (ShapesConfig.readout)
     pool: int = 80_000            # rendered training views; questions are fresh every step
     seed: int = 0                 # model init and question sampling
     run_dir: str = "runs"         # checkpoints and the rendered pool cache

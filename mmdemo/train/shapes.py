@@ -30,6 +30,14 @@ def _pool(cfg: TrainConfig, net_cfg: ShapesConfig) -> Pool:
     return pool
 
 
+def _load_init(net: ShapesNet, folder: Path) -> None:
+    """Start from a trained model's weights. Parameters it lacks may only be the readout, which starts silent."""
+    missing, unexpected = net.load_state_dict(weights.load_net(folder).state_dict(), strict=False)
+    extra = [k for k in missing if "coord_out" not in k]
+    if extra or unexpected:
+        raise ValueError(f"{folder} does not fit this model: missing {extra}, unexpected {list(unexpected)}")
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -44,7 +52,8 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    net_cfg = net_cfg or ShapesConfig(fusion=cfg.fusion, vocab_size=len(vocabulary()), n_answers=len(ANSWERS))
+    net_cfg = net_cfg or ShapesConfig(fusion=cfg.fusion, vocab_size=len(vocabulary()), n_answers=len(ANSWERS),
+                                      readout=cfg.readout)
     run = Path(cfg.run_dir) / f"shapes-{cfg.fusion}{'-' + Path(cfg.init).name + '-tuned' if cfg.init else ''}"
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -54,7 +63,7 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     if cfg.init:
-        net.load_state_dict(weights.load_net(Path(cfg.init)).state_dict())
+        _load_init(net, Path(cfg.init))
     sampler = QuestionSampler(cfg.seed, tuple(cfg.focus), cfg.focus_share)
     order_rng = np.random.default_rng(cfg.seed + 1)
     step, ckpt = 0, run / "checkpoint.pt"

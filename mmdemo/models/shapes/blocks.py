@@ -7,54 +7,68 @@ from torch import nn
 
 
 class Attention(nn.Module):
-    """Multi-head attention; `record = True` keeps the weights of the last call in `self.weights`."""
+    """Multi-head attention; `record = True` keeps the weights of the last call in `self.weights`.
 
-    def __init__(self, dim: int, heads: int):
+    With `readout=True` each head also reads out where it looked: the attention-weighted mean of the keys'
+    (x, y) coordinates, projected into the output (zero-initialised). A word that attends to an object then
+    carries that object's position explicitly, which is what comparing two objects ("above", "left of") needs.
+    """
+
+    def __init__(self, dim: int, heads: int, *, readout: bool = False):
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
+        self.coord_out = nn.Linear(2 * heads, dim) if readout else None
         self.record = False
         self.weights: torch.Tensor | None = None       # (B, heads, Tq, Tk) when recorded
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, Tq, D); context: (B, Tk, D) or None for self-attention; mask: bool (B|1, 1|h, Tq, Tk), True = attend."""
+                mask: torch.Tensor | None = None, key_coords: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, Tq, D); context: (B, Tk, D) or None for self-attention; mask: bool (B|1, 1|h, Tq, Tk), True = attend;
+        key_coords: (Tk, 2) position of each key in [-1, 1] (zeros for keys without one), used by the readout."""
         B, Tq, D = x.shape
         ctx = x if context is None else context
         Tk, h = ctx.shape[1], self.heads
         q = self.q(x).view(B, Tq, h, D // h).transpose(1, 2)                     # (B, h, Tq, hs)
         k, v = self.kv(ctx).view(B, Tk, 2, h, D // h).permute(2, 0, 3, 1, 4)      # 2 × (B, h, Tk, hs)
-        if self.record:
+        readout = self.coord_out is not None and key_coords is not None
+        if self.record or readout:
             att = (q @ k.transpose(-2, -1)) * (D // h) ** -0.5                  # (B, h, Tq, Tk)
             if mask is not None:
                 att = att.masked_fill(~mask, float("-inf"))
             att = att.softmax(dim=-1)
-            self.weights = att
+            if self.record:
+                self.weights = att
             y = att @ v
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(B, Tq, D))
+        out = self.out(y.transpose(1, 2).reshape(B, Tq, D))
+        if readout:
+            where = att @ key_coords.to(att.dtype)                                 # (B, h, Tq, 2)
+            out = out + self.coord_out(where.transpose(1, 2).reshape(B, Tq, 2 * h))
+        return out
 
 
 class Block(nn.Module):
     """Pre-norm transformer block: self-attention, optional cross-attention to `context`, MLP."""
 
-    def __init__(self, dim: int, heads: int, *, cross: bool = False, mlp_ratio: int = 4):
+    def __init__(self, dim: int, heads: int, *, cross: bool = False, mlp_ratio: int = 4, readout: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
-        self.cross = Attention(dim, heads) if cross else None
+        self.attn = Attention(dim, heads, readout=readout and not cross)   # readout where words meet the image
+        self.cross = Attention(dim, heads, readout=readout) if cross else None
         self.norm_c = nn.LayerNorm(dim) if cross else None
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                context: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), mask=mask)
+                context: torch.Tensor | None = None, key_coords: torch.Tensor | None = None) -> torch.Tensor:
+        """key_coords: positions of the keys the readout uses, those of `context` when there is one."""
+        x = x + self.attn(self.norm1(x), mask=mask, key_coords=None if self.cross is not None else key_coords)
         if self.cross is not None:
-            x = x + self.cross(self.norm_c(x), context=context)
+            x = x + self.cross(self.norm_c(x), context=context, key_coords=key_coords)
         return x + self.mlp(self.norm2(x))
 
 
@@ -87,6 +101,13 @@ class ConvPatchEmbed(nn.Module):
             x = torch.cat([x, xs, ys], dim=1)                                     # (B, 5, H, W)
         x = self.stem(x)                                                          # (B, D, h, w)
         return x.flatten(2).transpose(1, 2) + self.pos                            # (B, h*w, D)
+
+
+def grid_coords(grid: int, device: torch.device | None = None) -> torch.Tensor:
+    """(grid*grid, 2) patch centres as (x, y) in [-1, 1], row-major like the image tokens."""
+    c = (torch.arange(grid, device=device, dtype=torch.float32) + 0.5) / grid * 2 - 1
+    ys, xs = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=-1)
 
 
 def causal_mask(T: int, device: torch.device | None = None) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Block, ConvPatchEmbed, causal_mask, padding_mask
+from .blocks import Block, ConvPatchEmbed, causal_mask, grid_coords, padding_mask
 
 AUX_SIZES = (7, 5, 3)   # per-patch classes: background + 6 colors, background + 4 shapes, background + 2 sizes
 
@@ -31,6 +31,7 @@ class ShapesConfig:
     vocab_size: int = 64
     n_answers: int = 28
     coords: bool = True          # x, y coordinate channels into the stem: absolute position for "where", "above"
+    readout: bool = False        # fusion attention reads out where it looked (see blocks.Attention): relations
 
     @property
     def grid(self) -> int:
@@ -57,7 +58,9 @@ class ShapesNet(nn.Module):
         nn.init.trunc_normal_(self.text_pos, std=0.02)
         self.text_blocks = nn.ModuleList(Block(D, cfg.heads) for _ in range(cfg.text_layers))
         cross = cfg.fusion == "cross"
-        self.fusion_blocks = nn.ModuleList(Block(D, cfg.heads, cross=cross) for _ in range(cfg.fusion_layers))
+        readout = cfg.readout and cfg.fusion != "late"
+        self.fusion_blocks = nn.ModuleList(Block(D, cfg.heads, cross=cross, readout=readout)
+                                           for _ in range(cfg.fusion_layers))
         self.text_norm = nn.LayerNorm(D)
         if cfg.fusion == "late":
             self.pool_query = nn.Parameter(torch.zeros(1, 1, D))
@@ -69,6 +72,11 @@ class ShapesNet(nn.Module):
         self.answer_head = nn.Sequential(nn.Linear(head_in, 2 * D), nn.GELU(), nn.Linear(2 * D, cfg.n_answers))
         self.aux_head = nn.Linear(D, sum(AUX_SIZES))
         self.apply(_init)
+        for m in self.modules():   # the readout starts silent: a model trained without it behaves the same
+            if getattr(m, "coord_out", None) is not None:
+                nn.init.zeros_(m.coord_out.weight)
+                nn.init.zeros_(m.coord_out.bias)
+        self.register_buffer("patch_coords", grid_coords(cfg.grid), persistent=False)
 
     # --- encoders -------------------------------------------------------------------------
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -96,15 +104,16 @@ class ShapesNet(nn.Module):
             x = blk(x, mask)
         if self.cfg.fusion == "cross":
             for blk in self.fusion_blocks:
-                x = blk(x, mask, context=image)
+                x = blk(x, mask, context=image, key_coords=self.patch_coords)
         elif self.cfg.fusion == "early":
             B, P, T = image.shape[0], image.shape[1], ids.shape[1]
             seq = torch.cat([image + self.modality_embed[0], x + self.modality_embed[1]], dim=1)  # (B, P+T, D)
             joint = torch.ones(B, 1, P + T, P + T, dtype=torch.bool, device=ids.device)
             joint[:, :, :P, P:] = False                                     # image tokens see only the image
             joint[:, :, P:, P:] = mask.expand(B, 1, T, T)                   # words: padding (and causal)
+            coords = torch.cat([self.patch_coords, self.patch_coords.new_zeros(T, 2)])   # words have no position
             for blk in self.fusion_blocks:
-                seq = blk(seq, joint)
+                seq = blk(seq, joint, key_coords=coords)
             x = seq[:, P:]
         else:  # late: words never see the image
             for blk in self.fusion_blocks:
