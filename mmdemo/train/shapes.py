@@ -30,12 +30,22 @@ def _pool(cfg: TrainConfig, net_cfg: ShapesConfig) -> Pool:
     return pool
 
 
-def _load_init(net: ShapesNet, folder: Path) -> None:
-    """Start from a trained model's weights. Parameters it lacks may only be the readout, which starts silent."""
-    missing, unexpected = net.load_state_dict(weights.load_net(folder).state_dict(), strict=False)
-    extra = [k for k in missing if "coord_out" not in k]
-    if extra or unexpected:
-        raise ValueError(f"{folder} does not fit this model: missing {extra}, unexpected {list(unexpected)}")
+def _load_init(net: ShapesNet, folder: Path) -> list[str]:
+    """Start from a trained model's weights; return the names of the parameters left at their fresh values.
+
+    Same fusion: every tensor must fit, except the coordinate readout (which starts silent). Another fusion
+    (e.g. shapes-early from shapes-cross): the encoders, embeddings and heads carry over; tensors only one of
+    the two has (cross-attention, pooling) are skipped."""
+    source = weights.load_net(folder)
+    theirs, ours = source.state_dict(), net.state_dict()
+    fits = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    fresh = sorted(set(ours) - set(fits))
+    if source.cfg.fusion == net.cfg.fusion:
+        misfit = [k for k in fresh if "coord_out" not in k] + sorted(set(theirs) - set(fits))
+        if misfit:
+            raise ValueError(f"{folder} does not fit this model: {', '.join(misfit[:8])}")
+    net.load_state_dict(fits, strict=False)
+    return fresh
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -63,7 +73,8 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     if cfg.init:
-        _load_init(net, Path(cfg.init))
+        fresh = _load_init(net, Path(cfg.init))
+        print(f"initialised from {cfg.init}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
     sampler = QuestionSampler(cfg.seed, tuple(cfg.focus), cfg.focus_share)
     order_rng = np.random.default_rng(cfg.seed + 1)
     step, ckpt = 0, run / "checkpoint.pt"
