@@ -99,7 +99,11 @@ def test_toy_gradients_by_hand(toy_image):
     toy = Toy()
     raw = lambda m, **o: explain(toy, toy_image, TOY_TARGET, m, cache=False, **o).raw.reshape(-1)  # noqa: E731
     np.testing.assert_allclose(raw("saliency"), 4 * np.abs(V).sum(1), rtol=1e-5)          # 4 pixels per patch
-    np.testing.assert_allclose(raw("inputxgrad"), (V * S).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(raw("inputxgrad", baseline="black"), (V * S).sum(1), rtol=1e-5)
+    # by default the input is measured from the median colour (an empty canvas): 4 pixels of it per patch
+    pixels = np.asarray(toy_image, dtype=np.float64).reshape(-1, 3) / 255
+    median = np.sort(pixels, 0)[(len(pixels) - 1) // 2]                   # torch's median: the lower middle value
+    np.testing.assert_allclose(raw("inputxgrad"), (V * (S - 4 * median)).sum(1), rtol=1e-5, atol=1e-7)
     # linear score, black baseline: IG = (x - 0) · gradient, exactly, on pixels and on the patch sums
     np.testing.assert_allclose(raw("ig-pixels", baseline="black", steps=4), (V * S).sum(1), rtol=1e-5)
     np.testing.assert_allclose(raw("ig", baseline="black", steps=4), (V * S).sum(1), rtol=1e-5)
@@ -122,7 +126,7 @@ def test_toy_text_attributions_by_hand(toy_image):
 
 def test_toy_deletion_beats_random(toy_image):
     toy = Toy()
-    good = explain(toy, toy_image, TOY_TARGET, "inputxgrad").grid
+    good = explain(toy, toy_image, TOY_TARGET, "inputxgrad", baseline="black").grid
     r = deletion_insertion(toy, toy_image, TOY_TARGET, good, baseline="black", random_maps=8)
     assert len(r["deletion"]) == len(r["insertion"]) == len(r["fractions"]) == 5
     assert r["deletion"][0] == pytest.approx(r["insertion"][-1])          # the whole image at both ends

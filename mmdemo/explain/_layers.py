@@ -10,16 +10,14 @@ from ..models.base import VLModel
 
 
 def vision_layer(model: VLModel) -> nn.Module:
-    """The module whose output is the last image tokens before they meet the text.
+    """The module Grad-CAM reads: the last image tokens (or feature map) before they meet the text.
 
-    An adapter may name it (`vision_layer`); the embedded ShapesNet's is its image_norm; hub adapters are looked up
-    in _hub_probes; failing all that, the patch embedding (the first vision layer) stands in."""
+    An adapter may name it (`vision_layer`: the shapes models name their last image MLP's activation, photo-lite
+    its last conv stage); hub adapters are looked up in _hub_probes; failing all that, the patch embedding (the
+    first vision layer) stands in."""
     named = getattr(model, "vision_layer", None)
     if isinstance(named, nn.Module):
         return named
-    net = getattr(model, "net", None)
-    if isinstance(getattr(net, "image_norm", None), nn.Module):
-        return net.image_norm
     from ._hub_probes import hub_vision_layer
     return hub_vision_layer(model) or model.image_embedding
 

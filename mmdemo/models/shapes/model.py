@@ -163,6 +163,15 @@ class ShapesModel(VLModel):
         return self.net.patch_embed
 
     @property
+    def vision_layer(self) -> torch.nn.Module:
+        """Grad-CAM's layer (read by mmdemo.explain): the activation inside the last image block's MLP, (B, P, 4D).
+
+        Grad-CAM weighs channels by their mean gradient and assumes non-negative activations, as after a conv
+        net's ReLU. The layer-normed image tokens are signed, and Grad-CAM on them points away from the object
+        more often than at it; the GELU output is the transformer's nearest thing to a rectified feature map."""
+        return self.net.image_blocks[-1].mlp[1]
+
+    @property
     def text_embedding(self) -> torch.nn.Module:
         return self.net.word_embed
 
