@@ -17,10 +17,10 @@ from mmdemo.world.vocab import ANSWERS
 FUSIONS = ("early", "cross", "late")
 
 
-def tiny(fusion: str, seed: int = 0) -> ShapesModel:
+def tiny(fusion: str, seed: int = 0, readout: bool = False) -> ShapesModel:
     torch.manual_seed(seed)
     cfg = ShapesConfig(fusion=fusion, dim=32, heads=2, image_layers=1, fusion_layers=2,
-                       vocab_size=len(vocabulary()), n_answers=len(ANSWERS))
+                       vocab_size=len(vocabulary()), n_answers=len(ANSWERS), readout=readout)
     return ShapesModel(ShapesNet(cfg), name=f"tiny-{fusion}")
 
 
@@ -86,7 +86,7 @@ def test_attention_rows_are_distributions_over_the_patch_grid(fusion, images):
     inputs = model.prepare(images[:2], [Target("answer", "yes", question="is there a red star?")] * 2)
     att = model.attention(inputs)
     L, B, H, T, P = att.shape
-    assert (B, P) == (2, 64) and H == 2
+    assert (B, P) == (2, 64) and H == 2 and L == model.info.attention_layers
     assert torch.isfinite(att).all()
     assert torch.allclose(att.sum(-1), torch.ones(L, B, H, T), atol=1e-4)
 
@@ -143,3 +143,70 @@ def test_weights_round_trip(tmp_path, images):
     q = ["is there a blue square?"]
     assert model.answer(images[:1], q)[0].prob == pytest.approx(again.answer(images[:1], q)[0].prob, abs=1e-6)
     assert len(weights.revision(tmp_path / "m")) == 12
+
+
+@pytest.mark.parametrize("fusion", ("early", "cross"))
+def test_coordinate_readout_starts_silent_and_reads_where_words_look(fusion, images):
+    from mmdemo.models.shapes.blocks import grid_coords
+
+    plain, with_readout = tiny(fusion, seed=5), tiny(fusion, seed=5, readout=True)
+    missing, unexpected = with_readout.net.load_state_dict(plain.net.state_dict(), strict=False)
+    assert missing and all("coord_out" in k for k in missing) and not unexpected
+    q = ["is the red circle above the blue star?"] * 2
+    a, b = plain.answer(images[:2], q, top_k=3), with_readout.answer(images[:2], q, top_k=3)
+    assert [x.answer for x in a] == [x.answer for x in b]
+    assert [x.prob for x in a] == pytest.approx([x.prob for x in b], abs=1e-5)
+    # patch centres, raster order: first patch top left, last bottom right, x varies fastest
+    c = grid_coords(8)
+    assert c.shape == (64, 2) and c[0].tolist() == pytest.approx([-0.875, -0.875]) and c[1, 0] > c[0, 0]
+    assert c[-1].tolist() == pytest.approx([0.875, 0.875])
+    # once the readout has weights, the fused word states depend on where the words looked
+    net = with_readout.net
+    image, ids = net.encode_image(with_readout.pixels(images[:2])), with_readout.question_ids(q)
+    with torch.no_grad():
+        before = net.text_states(image, ids, causal=False)
+        for m in net.modules():
+            if getattr(m, "coord_out", None) is not None:
+                torch.nn.init.normal_(m.coord_out.weight, std=1.0)
+        after = net.text_states(image, ids, causal=False)
+    assert (after - before).abs().max() > 1e-3
+
+
+def test_readout_adds_the_coordinates_a_head_attends_to():
+    from mmdemo.models.shapes.blocks import Attention, grid_coords
+
+    torch.manual_seed(0)
+    att = Attention(8, heads=2, readout=True)
+    torch.nn.init.normal_(att.coord_out.weight)
+    x, ctx, coords = torch.randn(1, 3, 8), torch.randn(1, 4, 8), grid_coords(2)          # 4 keys on a 2×2 grid
+    mask = torch.zeros(1, 1, 3, 4, dtype=torch.bool)
+    mask[..., 0, 3] = mask[..., 1, 1] = True                  # query 0 may see key 3 only, query 1 key 1 only
+    mask[..., 2, :] = True                                    # query 2 sees every key
+    with torch.no_grad():
+        got = att(x, ctx, mask, key_coords=coords)
+        plain = att(x, ctx, mask)                              # no coordinates: no readout
+        att.record = True
+        att(x, ctx, mask, key_coords=coords)
+    where = att.weights @ coords                                                          # (1, h, 3, 2)
+    torch.testing.assert_close(where[0, :, 0], coords[3].expand(2, 2))                  # both heads: that key
+    torch.testing.assert_close(where[0, :, 1], coords[1].expand(2, 2))
+    expected = plain + att.coord_out(where.transpose(1, 2).reshape(1, 3, 4))
+    torch.testing.assert_close(got, expected)
+
+
+def test_training_can_start_from_another_fusion(tmp_path):
+    from mmdemo.train.shapes import _load_init
+
+    weights.save(tiny("cross", seed=1).net, tmp_path / "cross", meta={})
+    early = tiny("early", seed=2, readout=True)
+    fresh = _load_init(early.net, tmp_path / "cross")
+    assert fresh and all("coord_out" in k or "modality" in k for k in fresh), fresh
+    source = weights.load_net(tmp_path / "cross")
+    assert torch.equal(early.net.patch_embed.pos, source.patch_embed.pos)
+    assert torch.equal(early.net.word_embed.weight, source.word_embed.weight)
+    late = tiny("late", seed=3)
+    assert any("pool" in k for k in _load_init(late.net, tmp_path / "cross"))
+    other = tiny("cross", seed=4)
+    other.net.word_embed = torch.nn.Embedding(7, 32)          # a model that does not fit
+    with pytest.raises(ValueError, match="does not fit"):
+        _load_init(other.net, tmp_path / "cross")

@@ -25,6 +25,7 @@ class ModelInfo:
     weights: str = ""                   # where the weights came from (file, folder or hub id)
     revision: str = ""                  # content hash of the weights, or hub revision
     knows: str = ""                     # one sentence: what the model can and cannot see
+    attention_layers: int = 0           # layers of text -> image attention that attention() returns (0: unknown)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

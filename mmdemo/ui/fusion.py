@@ -93,11 +93,8 @@ def _methods(service, names: list[str]) -> list[str]:
 
 
 def _layers(service, name: str) -> int:
-    """How many fusion layers the model has (1 when it does not say)."""
-    try:
-        return max(1, int(service.model(name).net.cfg.fusion_layers))
-    except Exception:
-        return 1
+    """How many layers of text -> image attention this model shows (its ModelInfo; 1 when it does not say)."""
+    return max(1, int(service.model(name).info.attention_layers or 1))
 
 
 def _most_layers(service, names: list[str]) -> int:

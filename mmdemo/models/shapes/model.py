@@ -41,7 +41,8 @@ class ShapesModel(VLModel):
         self.info = ModelInfo(
             name=name, tasks=("caption", "vqa"), fusion=cfg.fusion, input_size=(cfg.image_size, cfg.image_size),
             patch_grid=(cfg.grid, cfg.grid), device=str(self.device), dtype="float32", weights=source,
-            revision=revision, knows=KNOWS)
+            revision=revision, knows=KNOWS,
+            attention_layers=cfg.fusion_layers if cfg.fusion != "late" else 1)   # late: its pooling query
 
     # --- inputs ----------------------------------------------------------------------------
     def pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
