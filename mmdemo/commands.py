@@ -1,11 +1,13 @@
-"""Model commands of the CLI: caption, ask, eval, train. Heavy imports happen inside the handlers."""
+"""Model commands of the CLI: caption, ask, eval, train, easy-vqa. Heavy imports happen inside the handlers."""
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from pathlib import Path
 
 from .cli import emit
+from .errors import InputError
 from .world.vocab import QUESTION_TYPES
 
 
@@ -74,6 +76,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_easy_vqa(args: argparse.Namespace) -> int:
+    from .models.shapes import weights
+    from .train.easyvqa import finetune
+
+    init = Path(args.init) if Path(args.init).is_dir() else weights.model_dir(args.init)
+    if not weights.has_weights(init):
+        raise InputError(f"no shapes model at {args.init!r} (a name like shapes-cross or a model folder)")
+    out = args.out or f"runs/easy-vqa-{init.name}"
+    report = finetune(init, out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                      threads=args.threads, limit=args.limit, progress=not args.json)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        t = report["test"]
+        print(f"{report['model']}: easy-VQA test accuracy {t['accuracy']:.4f} on {t['questions']} questions "
+              f"({', '.join(f'{k} {v:.4f}' for k, v in t['by_form'].items())}); wrote {out}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from .train.config import TrainConfig
     def model_args(p: argparse.ArgumentParser) -> None:
@@ -124,3 +145,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("easy-vqa", help="fine-tune a shapes model on easy-VQA's train split, report its test split")
+    p.add_argument("--init", default="shapes-cross", help="shapes model name or folder to start from")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=128, help="questions per step")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions of each split (a smoke test)")
+    p.add_argument("--out", default=None, help="model folder (default runs/easy-vqa-INIT)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_easy_vqa)

@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 from ...errors import InputError
-from ...world.vocab import ANSWERS
 from ..base import Answer, Caption, ExplainInputs, ModelInfo, Target, VLModel
 from . import decode, weights
 from .preprocess import to_pixels
@@ -35,9 +34,10 @@ class ShapesModel(VLModel):
     def __init__(self, net, *, name: str, device: str | torch.device = "cpu", source: str = "", revision: str = ""):
         self.net = net.to(device).eval()
         self.device = torch.device(device)
-        self.tok = build_tokenizer()
-        self.vocab = vocabulary()
         cfg = net.cfg
+        self.tok = build_tokenizer(extra=cfg.extra_words)
+        self.vocab = vocabulary(cfg.extra_words)
+        self.answers = cfg.answer_labels
         self.info = ModelInfo(
             name=name, tasks=("caption", "vqa"), fusion=cfg.fusion, input_size=(cfg.image_size, cfg.image_size),
             patch_grid=(cfg.grid, cfg.grid), device=str(self.device), dtype="float32", weights=source,
@@ -103,7 +103,8 @@ class ShapesModel(VLModel):
         probs = self.net.answer_logits(self.net.encode_image(self.pixels(images)), q).softmax(-1)   # (B, A)
         k = max(1, min(top_k, probs.shape[1]))
         top = probs.topk(k, dim=-1)
-        return [Answer(ANSWERS[i[0]], float(p[0]), [(ANSWERS[j], float(pj)) for j, pj in zip(i, p)])
+        labels = self.answers
+        return [Answer(labels[i[0]], float(p[0]), [(labels[j], float(pj)) for j, pj in zip(i, p)])
                 for p, i in zip(top.values.tolist(), top.indices.tolist())]
 
     # --- explanation surface -------------------------------------------------------------------
@@ -114,10 +115,10 @@ class ShapesModel(VLModel):
         pixels = self.pixels(images)
         if targets[0].kind == "answer":
             for t in targets:
-                if t.text not in ANSWERS:
-                    raise InputError(f"{t.text!r} is not an answer this model knows; known: {', '.join(ANSWERS)}")
+                if t.text not in self.answers:
+                    raise InputError(f"{t.text!r} is not an answer this model knows; known: {', '.join(self.answers)}")
             ids = self.question_ids([t.question or "" for t in targets])
-            labels = torch.tensor([ANSWERS.index(t.text) for t in targets], device=self.device)
+            labels = torch.tensor([self.answers.index(t.text) for t in targets], device=self.device)
             tokens = [self.tok.encode(t.question or "").tokens for t in targets]
             return ExplainInputs(pixels, list(targets), tokens, {"ids": ids, "labels": labels, "causal": False})
         ids = self.caption_ids([t.text for t in targets])                               # (B, T)

@@ -32,6 +32,17 @@ class ShapesConfig:
     n_answers: int = 28
     coords: bool = True          # x, y coordinate channels into the stem: absolute position for "where", "above"
     readout: bool = False        # fusion attention reads out where it looked (see blocks.Attention): relations
+    extra_words: tuple[str, ...] = ()   # words beyond the world's vocabulary (tokenizer.vocabulary)
+    answers: tuple[str, ...] = ()       # the answer head's labels; empty: the world's ANSWERS
+
+    def __post_init__(self) -> None:   # from config.json they arrive as lists
+        self.extra_words, self.answers = tuple(self.extra_words), tuple(self.answers)
+
+    @property
+    def answer_labels(self) -> tuple[str, ...]:
+        from ...world.vocab import ANSWERS
+
+        return self.answers or ANSWERS
 
     @property
     def grid(self) -> int:

@@ -16,19 +16,20 @@ WORDS = ("a", "an", "the", "is", "are", "there", "what", "which", "color", "colo
          "##s", "##es")
 
 
-def vocabulary() -> list[str]:
+def vocabulary(extra: tuple[str, ...] = ()) -> list[str]:
+    """The world's words, then `extra` ones a model learned beyond it (e.g. easy-VQA's), in a fixed order."""
     words = list(SPECIALS)
     for w in WORDS + COLORS + SHAPES + SIZES + NUMBER_WORDS + tuple(ANSWERS) + tuple(
-            p for pos in POSITIONS for p in pos.split()):
+            p for pos in POSITIONS for p in pos.split()) + tuple(extra):
         if w not in words:
             words.append(w)
     return words
 
 
 @lru_cache(maxsize=None)
-def build_tokenizer(max_length: int = 32) -> Tokenizer:
+def build_tokenizer(max_length: int = 32, extra: tuple[str, ...] = ()) -> Tokenizer:
     """Lower-cases, splits punctuation, WordPiece ('circles' -> 'circle ##s'); adds [CLS] … [SEP]."""
-    vocab = {w: i for i, w in enumerate(vocabulary())}
+    vocab = {w: i for i, w in enumerate(vocabulary(extra))}
     tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=40))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

@@ -34,7 +34,7 @@ def save(net, folder: Path, meta: dict) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps({"config": net.cfg.to_dict(), "training": meta}, indent=2))
-    build_tokenizer().save(str(folder / "tokenizer.json"))
+    build_tokenizer(extra=net.cfg.extra_words).save(str(folder / "tokenizer.json"))
 
 
 def load_net(folder: Path, device: str = "cpu"):
