@@ -210,3 +210,18 @@ def test_training_can_start_from_another_fusion(tmp_path):
     other.net.word_embed = torch.nn.Embedding(7, 32)          # a model that does not fit
     with pytest.raises(ValueError, match="does not fit"):
         _load_init(other.net, tmp_path / "cross")
+
+
+def test_explain_inputs_tile_step_major_and_refuse_other_row_counts(images):
+    model = tiny("cross")
+    inputs = model.prepare(images[:2], [Target("answer", "yes", question="is there a red star?"),
+                                        Target("answer", "no", question="is there a blue circle?")])
+    assert inputs.tiled(2) is inputs
+    t = inputs.tiled(6)
+    assert t.pixels.shape[0] == 6 and [x.text for x in t.targets] == ["yes", "no"] * 3
+    for j in range(3):                        # step j holds items 0, 1 in order
+        assert torch.equal(t.pixels[2 * j:2 * j + 2], inputs.pixels)
+        assert torch.equal(t.extra["ids"][2 * j:2 * j + 2], inputs.extra["ids"])
+    assert t.extra["causal"] is False
+    with pytest.raises(InputError, match="not a multiple of the 2"):
+        inputs.tiled(5)

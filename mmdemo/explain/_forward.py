@@ -22,15 +22,6 @@ GPU_ROWS_CAP = 4096
 SPECIAL = re.compile(r"^(\[[A-Z]+\]|</?s>|<(pad|unk|mask|bos|eos|sep|cls)>|<\|[a-z_]+\|>)$")
 
 
-def tile(inputs: ExplainInputs, k: int) -> ExplainInputs:
-    """Every item repeated k times, step-major (Captum's layout): (B, …) -> (k·B, …)."""
-    if k == 1:
-        return inputs
-    cat = lambda v: torch.cat([v] * k) if isinstance(v, torch.Tensor) and v.dim() else v  # noqa: E731
-    return ExplainInputs(cat(inputs.pixels), list(inputs.targets) * k, list(inputs.text_tokens) * k,
-                         {name: cat(v) for name, v in inputs.extra.items()})
-
-
 class ScoreFunction:
     """`model.score` as a function of pixels with n = k·B rows; `gate` (optional) scales the word embeddings.
 
@@ -40,7 +31,7 @@ class ScoreFunction:
     def __init__(self, model: VLModel, inputs: ExplainInputs):
         self.model, self.inputs = model, inputs
         self.batch = inputs.pixels.shape[0]
-        self._tiled: dict[int, ExplainInputs] = {1: inputs}
+        self._tiled: dict[int, ExplainInputs] = {self.batch: inputs}   # by row count
         self._gate: TextGate | None = None
 
     @property
@@ -51,12 +42,9 @@ class ScoreFunction:
         return self._gate
 
     def expand(self, n: int) -> ExplainInputs:
-        if n % self.batch:
-            raise RuntimeError(f"{n} rows is not a multiple of the {self.batch} prepared items")
-        k = n // self.batch
-        if k not in self._tiled:
-            self._tiled[k] = tile(self.inputs, k)
-        return self._tiled[k]
+        if n not in self._tiled:
+            self._tiled[n] = self.inputs.tiled(n)
+        return self._tiled[n]
 
     def __call__(self, pixels: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
         inputs = self.expand(pixels.shape[0])

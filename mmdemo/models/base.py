@@ -5,6 +5,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..errors import InputError
+
 if TYPE_CHECKING:  # torch stays out of light imports (CLI store commands, registry listing)
     import torch
     from PIL import Image
@@ -110,6 +112,21 @@ class ExplainInputs:
     targets: list[Target]
     text_tokens: list[list[str]]        # the text tokens each item's attributions are reported over
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def tiled(self, n: int) -> "ExplainInputs":
+        """These inputs for n = k·B rows, laid out the way Captum expands a batch (step-major: rows
+        [j·B, (j+1)·B) are step or window j of items 0 … B-1). Every tensor with a batch dimension is tiled."""
+        import torch
+
+        B = self.pixels.shape[0]
+        if n == B:
+            return self
+        if n <= 0 or n % B:
+            raise InputError(f"{n} rows is not a multiple of the {B} prepared items")
+        k = n // B
+        cat = lambda v: torch.cat([v] * k) if isinstance(v, torch.Tensor) and v.dim() else v  # noqa: E731
+        return ExplainInputs(cat(self.pixels), list(self.targets) * k, list(self.text_tokens) * k,
+                             {name: cat(v) for name, v in self.extra.items()})
 
     def to(self, device: "torch.device | str") -> "ExplainInputs":
         import torch

@@ -199,18 +199,6 @@ class HubModel(VLModel):
         return out
 
     @staticmethod
-    def _tiled(inputs: ExplainInputs, n: int) -> dict[str, Any]:
-        """`extra` for a pixel batch of n = k·B rows, tiled the way Captum expands inputs (step-major)."""
-        B = inputs.pixels.shape[0]
-        if n == B:
-            return inputs.extra
-        if n % B:
-            raise InputError(f"pixels have {n} rows; expected a multiple of the {B} prepared items")
-        reps = n // B
-        return {k: v.repeat(reps, *([1] * (v.dim() - 1))) if isinstance(v, torch.Tensor) and v.dim() else v
-                for k, v in inputs.extra.items()}
-
-    @staticmethod
     def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
         return [items[i:i + size] for i in range(0, len(items), size)]
 
@@ -337,7 +325,7 @@ class Captioner(HubModel):
     def score(self, inputs: ExplainInputs, *, pixels: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) teacher-forced log-probability of each target (float32), differentiable w.r.t. pixels."""
         pixels = inputs.pixels if pixels is None else pixels
-        extra = self._tiled(inputs, pixels.shape[0])
+        extra = inputs.tiled(pixels.shape[0]).extra
         ids, mask, weight = extra["input_ids"], extra["attention_mask"], extra["weight"]
         logits, _ = self._forward(pixels.to(self.dtype), ids, mask)      # (B, S, V)
         lp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T)

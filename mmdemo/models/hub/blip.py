@@ -170,7 +170,7 @@ class BlipAnswerer(HubModel):
     def score(self, inputs: ExplainInputs, *, pixels: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) log-probability of each answer (its tokens and the end token), differentiable w.r.t. pixels."""
         pixels = inputs.pixels if pixels is None else pixels
-        x = self._tiled(inputs, pixels.shape[0])
+        x = inputs.tiled(pixels.shape[0]).extra
         fused, _ = self._encode(pixels.to(self.dtype), x["question_ids"], x["question_mask"])
         out = self.model.text_decoder(input_ids=x["answer_ids"], attention_mask=x["answer_mask"],
                                       encoder_hidden_states=fused, encoder_attention_mask=x["question_mask"],

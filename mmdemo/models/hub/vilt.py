@@ -111,7 +111,7 @@ class ViltAnswerer(HubModel):
     def score(self, inputs: ExplainInputs, *, pixels: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) log sigmoid of each target answer's logit, differentiable w.r.t. pixels."""
         pixels = inputs.pixels if pixels is None else pixels
-        x = self._tiled(inputs, pixels.shape[0])
+        x = inputs.tiled(pixels.shape[0]).extra
         logits, _ = self._forward(pixels.to(self.dtype), x["question_ids"], x["question_mask"])
         return nn.functional.logsigmoid(logits.float().gather(-1, x["label"][:, None])[:, 0])
 

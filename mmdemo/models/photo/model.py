@@ -298,7 +298,7 @@ class PhotoModel(VLModel):
         log P(no) of their presence ("is there a X", and the X that "where" and "what colour" answers rest on).
         n may be k·B: rows step-major, as Captum lays out expanded batches (row j·B + b is item b)."""
         pixels = inputs.pixels if pixels is None else pixels
-        extra = _tiled(inputs, pixels.shape[0])
+        extra = inputs.tiled(pixels.shape[0]).extra
         features, logits = self.forward(pixels)
         probs = logits.float().softmax(-1)                                          # (n, 1000)
         weights = self.class_weights(extra)                                         # (n, 1000)
@@ -368,18 +368,6 @@ def _why(m: Match) -> str:
     if m.unknown == "unknown concept":
         return f"ImageNet has no class for {m.phrase!r}"
     return f"{m.phrase!r} is not among the 1000 ImageNet classes it knows"
-
-
-def _tiled(inputs: ExplainInputs, n: int) -> dict[str, Any]:
-    """`extra` for n = k·B pixel rows, tiled step-major (Captum's layout, as mmdemo.explain builds it)."""
-    B = inputs.pixels.shape[0]
-    if n == B:
-        return inputs.extra
-    if n % B:
-        raise InputError(f"pixels have {n} rows; expected a multiple of the {B} prepared items")
-    k = n // B
-    return {key: torch.cat([v] * k) if isinstance(v, torch.Tensor) and v.dim() else v
-            for key, v in inputs.extra.items()}
 
 
 def load(name: str = "photo-lite", device: str | None = None) -> PhotoModel:

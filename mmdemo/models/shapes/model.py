@@ -1,7 +1,6 @@
 """The embedded shapes models behind the common protocol: caption, answer, and the explanation surface."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -12,7 +11,7 @@ from ...errors import InputError
 from ..base import Answer, Caption, ExplainInputs, ModelInfo, Target, VLModel
 from . import decode, weights
 from .preprocess import to_pixels
-from .tokenizer import CLS, SEP, build_tokenizer, join, vocabulary
+from .tokenizer import build_tokenizer, join, vocabulary
 
 KNOWS = ("Trained only on the synthetic shapes world: circles, squares, triangles and stars in six colours on a "
          "light background. It cannot describe photos.")
@@ -138,8 +137,7 @@ class ShapesModel(VLModel):
         pixels = inputs.pixels if pixels is None else pixels
         ids = inputs.extra["ids"]
         if ids.shape[0] != pixels.shape[0]:  # attribution methods expand the batch (steps, windows)
-            reps = pixels.shape[0] // ids.shape[0]
-            inputs = _repeat(inputs, reps)
+            inputs = inputs.tiled(pixels.shape[0])
             ids = inputs.extra["ids"]
         image = self.net.encode_image(pixels)
         if not inputs.extra["causal"]:
@@ -183,13 +181,6 @@ def _pad(rows: list[list[int]], device) -> torch.Tensor:
     for i, r in enumerate(rows):
         out[i, : len(r)] = torch.tensor(r)
     return out.to(device)
-
-
-def _repeat(inputs: ExplainInputs, reps: int) -> ExplainInputs:
-    """Repeat the whole batch `reps` times, step-major (Captum's layout: row = step * B + item)."""
-    tile = lambda v: v.repeat(reps, *([1] * (v.dim() - 1))) if isinstance(v, torch.Tensor) else v  # noqa: E731
-    return ExplainInputs(tile(inputs.pixels), list(inputs.targets) * reps, list(inputs.text_tokens) * reps,
-                         {k: tile(v) for k, v in inputs.extra.items()})
 
 
 def load(name: str, device: str | None = None) -> ShapesModel:
