@@ -34,10 +34,14 @@ METHOD_NOTES = {
     "saliency": ("The absolute gradient of the score with respect to the pixels (Simonyan et al. 2014).",
                  "A local, first-order view: it shows what a tiny change would do, and saturates when the model "
                  "is confident."),
-    "inputxgrad": ("Pixels times their gradient, summed per patch.",
-                   "Inherits saliency's locality; dark pixels get little credit whatever their role."),
-    "gradcam": ("Grad-CAM on the last vision layer: feature maps weighted by their mean gradient.",
-                "Coarse (the vision grid) and blind to what happens after fusion."),
+    "inputxgrad": ("The image's difference from the baseline (an empty canvas) times its gradient, summed per "
+                   "patch: the first-order term of Integrated Gradients.",
+                   "Inherits saliency's locality: it says what a small change would do, not what removing the "
+                   "object would."),
+    "gradcam": ("Grad-CAM: a vision layer's features weighted by their mean gradient (on the shapes models, "
+                "the last image block's MLP activation; on photo-lite, the last conv stage).",
+                "Coarse (the vision grid) and blind to what happens after fusion; on transformer tokens it "
+                "localises poorly — check its pointing score below before reading much into it."),
     "occlusion": ("How much the score drops when each patch is replaced by the baseline, one window at a time.",
                   "Misses evidence that is spread over several patches (removing one leaves the rest), and the "
                   "baseline can itself look like an object."),
