@@ -225,3 +225,22 @@ def test_explain_inputs_tile_step_major_and_refuse_other_row_counts(images):
     assert t.extra["causal"] is False
     with pytest.raises(InputError, match="not a multiple of the 2"):
         inputs.tiled(5)
+
+
+def test_cross_attention_reuses_keys_only_for_the_same_unchanged_context():
+    from mmdemo.models.shapes.blocks import Attention, grid_coords
+
+    torch.manual_seed(0)
+    att = Attention(8, heads=2, readout=True).eval()
+    x, a, b, coords = torch.randn(1, 3, 8), torch.randn(1, 4, 8), torch.randn(1, 4, 8), grid_coords(2)
+    with torch.no_grad():
+        first = att(x, a, key_coords=coords)
+        assert att(x, a, key_coords=coords).equal(first)                 # reused
+        other = att(x, b, key_coords=coords)
+        b.mul_(2)                                                          # modified in place: not reused
+        changed = att(x, b, key_coords=coords)
+    with torch.enable_grad():
+        fresh = [att(x, c, key_coords=coords) for c in (a, b / 2, b)]
+    torch.testing.assert_close(first, fresh[0])
+    torch.testing.assert_close(other, fresh[1])
+    torch.testing.assert_close(changed, fresh[2])

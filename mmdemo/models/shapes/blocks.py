@@ -23,6 +23,7 @@ class Attention(nn.Module):
         self.coord_out = nn.Linear(2 * heads, dim) if readout else None
         self.record = False
         self.weights: torch.Tensor | None = None       # (B, heads, Tq, Tk) when recorded
+        self._context: tuple | None = None               # (context, version, coords, k, v): last no-grad call
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, key_coords: torch.Tensor | None = None) -> torch.Tensor:
@@ -32,23 +33,41 @@ class Attention(nn.Module):
         ctx = x if context is None else context
         Tk, h = ctx.shape[1], self.heads
         q = self.q(x).view(B, Tq, h, D // h).transpose(1, 2)                     # (B, h, Tq, hs)
-        k, v = self.kv(ctx).view(B, Tk, 2, h, D // h).permute(2, 0, 3, 1, 4)      # 2 × (B, h, Tk, hs)
         readout = self.coord_out is not None and key_coords is not None
-        if self.record or readout:
+        k, v = self._keys_values(ctx, key_coords if readout else None, cache=context is not None)
+        if self.record:
             att = (q @ k.transpose(-2, -1)) * (D // h) ** -0.5                  # (B, h, Tq, Tk)
             if mask is not None:
                 att = att.masked_fill(~mask, float("-inf"))
             att = att.softmax(dim=-1)
-            if self.record:
-                self.weights = att
+            self.weights = att
             y = att @ v
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if readout:
+            y, where = y[..., : D // h], y[..., D // h:]                             # where: (B, h, Tq, 2)
         out = self.out(y.transpose(1, 2).reshape(B, Tq, D))
         if readout:
-            where = att @ key_coords.to(att.dtype)                                 # (B, h, Tq, 2)
             out = out + self.coord_out(where.transpose(1, 2).reshape(B, Tq, 2 * h))
         return out
+
+    def _keys_values(self, ctx: torch.Tensor, key_coords: torch.Tensor | None, *,
+                     cache: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of ctx, (B, h, Tk, hs) and (B, h, Tk, hs [+ 2 with the readout's (x, y) columns]).
+
+        Decoding asks about the same image at every step: without gradients, a cross-attention reuses the keys
+        and values of the context it saw last while that is the same, unmodified tensor."""
+        hit, version = self._context, None if ctx.is_inference() else ctx._version   # inference tensors: no version
+        if (cache and hit is not None and not torch.is_grad_enabled() and hit[0] is ctx
+                and hit[1] == version and hit[2] is key_coords):
+            return hit[3], hit[4]
+        B, Tk, D = ctx.shape
+        h = self.heads
+        k, v = self.kv(ctx).view(B, Tk, 2, h, D // h).permute(2, 0, 3, 1, 4)      # 2 × (B, h, Tk, hs)
+        if key_coords is not None:   # the keys' (x, y) ride along as two extra value columns: attention averages them
+            v = torch.cat([v, key_coords.to(v.dtype).expand(B, h, Tk, 2)], dim=-1)
+        self._context = (ctx, version, key_coords, k, v) if cache and not torch.is_grad_enabled() else None
+        return k, v
 
 
 class Block(nn.Module):
