@@ -167,8 +167,8 @@ class ShapesModel(VLModel):
         """Grad-CAM's layer (read by mmdemo.explain): the activation inside the last image block's MLP, (B, P, 4D).
 
         Grad-CAM weighs channels by their mean gradient and assumes non-negative activations, as after a conv
-        net's ReLU. The layer-normed image tokens are signed, and Grad-CAM on them points away from the object
-        more often than at it; the GELU output is the transformer's nearest thing to a rectified feature map."""
+        net's ReLU. The layer-normed image tokens are signed: Grad-CAM on them did no better than a random map
+        here; the GELU output is the transformer's nearest thing to a rectified feature map."""
         return self.net.image_blocks[-1].mlp[1]
 
     @property
