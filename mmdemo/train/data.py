@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.shapes.preprocess import to_pixels
+from ..models.shapes.preprocess import pad_ids, to_pixels
 from ..models.shapes.tokenizer import build_tokenizer
 from ..world.language import all_questions, caption, sample_question
 from ..world.scene import Scene
@@ -85,7 +85,4 @@ class QuestionSampler:
         """(B, T) question ids, (B,) answer indices."""
         qs = [sample_question(s, self.rng, self._type(s)) for s in scenes]
         ids = [self.ids(q.text) for q in qs]
-        out = torch.zeros(len(ids), max(map(len, ids)), dtype=torch.long)
-        for i, row in enumerate(ids):
-            out[i, :len(row)] = torch.tensor(row)
-        return out, torch.tensor([self.answer_index[q.answer] for q in qs])
+        return pad_ids(ids), torch.tensor([self.answer_index[q.answer] for q in qs])

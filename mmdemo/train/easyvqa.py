@@ -96,14 +96,6 @@ def adapt(net, words: list[str], answers: list[str]):
     return new.eval()
 
 
-def _ids(tok, texts: list[str]) -> torch.Tensor:
-    rows = [tok.encode(t).ids for t in texts]
-    out = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r)
-    return out
-
-
 def evaluate(model, split: Split, batch: int = 512) -> dict:
     """Accuracy over the split's questions, overall and per question form, with any model of the protocol."""
     from PIL import Image
@@ -130,6 +122,7 @@ def finetune(init: str | Path, out: str | Path, *, steps: int = 1500, batch: int
 
     from ..models.shapes import weights
     from ..models.shapes.model import ShapesModel
+    from ..models.shapes.preprocess import pad_ids
     from ..models.shapes.tokenizer import build_tokenizer
 
     if threads:
@@ -147,7 +140,7 @@ def finetune(init: str | Path, out: str | Path, *, steps: int = 1500, batch: int
     source = weights.load_net(Path(init))
     net = adapt(source, words_of(train.questions + test.questions, labels), labels)
     tok = build_tokenizer(extra=net.cfg.extra_words)
-    q_ids = _ids(tok, train.questions)
+    q_ids = pad_ids([tok.encode(t).ids for t in train.questions])
     targets = torch.tensor([labels.index(a) for a in train.answers])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

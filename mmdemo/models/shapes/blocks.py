@@ -31,7 +31,7 @@ class Attention(nn.Module):
         key_coords: (Tk, 2) position of each key in [-1, 1] (zeros for keys without one), used by the readout."""
         B, Tq, D = x.shape
         ctx = x if context is None else context
-        Tk, h = ctx.shape[1], self.heads
+        h = self.heads
         q = self.q(x).view(B, Tq, h, D // h).transpose(1, 2)                     # (B, h, Tq, hs)
         readout = self.coord_out is not None and key_coords is not None
         k, v = self._keys_values(ctx, key_coords if readout else None, cache=context is not None)

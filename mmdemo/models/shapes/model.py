@@ -10,7 +10,7 @@ from PIL import Image
 from ...errors import InputError
 from ..base import Answer, Caption, ExplainInputs, ModelInfo, Target, VLModel
 from . import decode, weights
-from .preprocess import to_pixels
+from .preprocess import pad_ids, to_pixels
 from .tokenizer import build_tokenizer, join, vocabulary
 
 KNOWS = ("Trained only on the synthetic shapes world: circles, squares, triangles and stars in six colours on a "
@@ -60,11 +60,11 @@ class ShapesModel(VLModel):
             if len(q) > MAX_QUESTION_CHARS:
                 raise InputError(f"the question is {len(q)} characters long; the limit is {MAX_QUESTION_CHARS}")
             rows.append(self.tok.encode(q).ids)
-        return _pad(rows, self.device)
+        return pad_ids(rows, self.device)
 
     def caption_ids(self, captions: Sequence[str]) -> torch.Tensor:
         """[CLS] words [SEP], padded: (B, T)."""
-        return _pad([self.tok.encode(c).ids for c in captions], self.device)
+        return pad_ids([self.tok.encode(c).ids for c in captions], self.device)
 
     # --- the protocol ----------------------------------------------------------------------
     @torch.inference_mode()
@@ -174,13 +174,6 @@ class ShapesModel(VLModel):
     @property
     def text_embedding(self) -> torch.nn.Module:
         return self.net.word_embed
-
-
-def _pad(rows: list[list[int]], device) -> torch.Tensor:
-    out = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(r)
-    return out.to(device)
 
 
 def load(name: str, device: str | None = None) -> ShapesModel:

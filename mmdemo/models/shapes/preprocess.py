@@ -1,7 +1,8 @@
-"""Pixels for the shapes models: resize any RGB image to the model's square input."""
+"""Inputs of the shapes models: any RGB image resized to the square input; token ids padded into a batch."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 from PIL import Image
 
 
@@ -10,3 +11,11 @@ def to_pixels(image: Image.Image, size: int) -> np.ndarray:
     if image.mode != "RGB":
         image = image.convert("RGB")
     return np.asarray(image.resize((size, size), Image.BILINEAR)).transpose(2, 0, 1).copy()
+
+
+def pad_ids(rows: list[list[int]], device: torch.device | str | None = None) -> torch.Tensor:
+    """Token id lists -> (B, T) long tensor, right-padded with 0 ([PAD]) to the longest row."""
+    out = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r)
+    return out.to(device) if device is not None else out
