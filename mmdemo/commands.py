@@ -67,7 +67,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train.config import TrainConfig
     from .train.shapes import train
 
-    cfg = TrainConfig(fusion=args.fusion, steps=args.steps, batch=args.batch, lr=args.lr, pool=args.pool,
+    cfg = TrainConfig(fusion=args.fusion, stage=args.stage, encoder=args.encoder, data_fraction=args.data_fraction,
+                      tasks=tuple(args.tasks), steps=args.steps, batch=args.batch, lr=args.lr, pool=args.pool,
                       seed=args.seed, run_dir=args.run_dir, out=args.out, threads=args.threads,
                       questions=args.questions, warmup=args.warmup, focus=tuple(args.focus or ()), focus_share=args.focus_share,
                       init=args.init, readout=not args.no_readout)
@@ -125,8 +126,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plain", action="store_true", help="only plain 128 px scenes (default: every drawing variation)")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("train", help="train an embedded shapes model (resumes from its checkpoint)")
+    p = sub.add_parser("train", help="pretrain or fine-tune a shapes model (resumes from its checkpoint)")
     p.add_argument("--fusion", choices=("early", "cross", "late"), default="cross")
+    p.add_argument("--stage", choices=("pretrain", "finetune"), default="finetune",
+                   help="pretrain: masked words + image–text matching on image–caption pairs (writes "
+                        "runs/pretrained/…); finetune: answers, captions, patch classes")
+    p.add_argument("--encoder", choices=("patch", "efficientnet_lite0"), default="patch",
+                   help="image encoder: a conv stem trained from scratch, or a frozen ImageNet EfficientNet-Lite0")
+    p.add_argument("--data-fraction", type=float, default=1.0,
+                   help="fine-tune on the labels of only this share of the training views")
+    p.add_argument("--tasks", nargs="+", choices=("vqa", "lm", "aux"), default=list(TrainConfig.tasks),
+                   help="fine-tuning losses: answers, captions, per-patch classes")
     p.add_argument("--steps", type=int, default=TrainConfig.steps)
     p.add_argument("--batch", type=int, default=TrainConfig.batch, help="images per step")
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
@@ -141,7 +151,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="fusion attention without the coordinate readout (as the first shapes models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", default="runs")
-    p.add_argument("--out", default=None, help="model folder (default assets/models/shapes-FUSION)")
+    p.add_argument("--out", default=None,
+                   help="model folder (default assets/models/shapes-FUSION; pretraining: runs/pretrained/NAME)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=_cmd_train)

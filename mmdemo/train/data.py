@@ -17,10 +17,27 @@ from ..world.vocab import ANSWERS
 
 @dataclass
 class Pool:
-    pixels: torch.Tensor           # (N, 3, S, S) uint8
+    pixels: torch.Tensor           # (N, 3, S, S) uint8; empty when `features` stand in for them
     patch_labels: torch.Tensor     # (N, P, 3) int64
     captions: torch.Tensor         # (N, Tc) int64 caption ids, [CLS] … [SEP], 0-padded
     scenes: list[Scene]            # metadata only (masks dropped)
+    features: torch.Tensor | None = None   # (N, P, C) float16: a frozen backbone's features of the views
+
+    def inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        """What the model's image encoder takes for these views: float pixels in [0, 1] or backbone features."""
+        if self.features is not None:
+            return self.features[idx].float()
+        return self.pixels[idx].float().div_(255)
+
+    def with_features(self, extract, batch: int = 128, progress: bool = True) -> "Pool":
+        """The pool with `extract(pixels in [0, 1]) -> (B, P, C)` run once over every view, the pixels dropped."""
+        from tqdm import tqdm
+
+        chunks = []
+        with torch.inference_mode():
+            for s in tqdm(range(0, len(self.scenes), batch), desc="features", disable=not progress):
+                chunks.append(extract(self.pixels[s:s + batch].float().div_(255)).half())
+        return Pool(self.pixels[:0], self.patch_labels, self.captions, self.scenes, torch.cat(chunks))
 
 
 def _chunk(args) -> tuple:

@@ -11,23 +11,48 @@ import numpy as np
 import torch
 
 from ..models.shapes import weights
-from ..models.shapes.net import ShapesConfig, ShapesNet, losses
+from ..models.shapes.net import ShapesConfig, ShapesNet, losses, pretrain_losses
 from ..models.shapes.tokenizer import vocabulary
 from ..world.vocab import ANSWERS
 from .config import TrainConfig
 from .data import Pool, QuestionSampler, make_pool
 
-TRAIN_SEED = 1            # views for training are seeded (TRAIN_SEED, i); evaluation uses other seeds
+TRAIN_SEED = 1            # views for fine-tuning are seeded (TRAIN_SEED, i); evaluation uses other seeds
+PRETRAIN_SEED = 2         # image–caption pairs for pretraining: other views than fine-tuning's
+IMAGE_SIZE = {"patch": 64, "efficientnet_lite0": 224}
+STAGES = ("pretrain", "finetune")
 
 
-def _pool(cfg: TrainConfig, net_cfg: ShapesConfig) -> Pool:
-    """The rendered training views, cached under run_dir (shared by every variant: same seeds, same views)."""
-    cache = Path(cfg.run_dir) / f"pool-{cfg.pool}-{net_cfg.image_size}.pt"
+def _pool(cfg: TrainConfig, net: ShapesNet) -> Pool:
+    """The rendered training views, cached under run_dir (shared by every variant: same seeds, same views).
+    With a frozen backbone the cache holds its features of the views instead of pixels."""
+    net_cfg = net.cfg
+    seed = PRETRAIN_SEED if cfg.stage == "pretrain" else TRAIN_SEED
+    tags = ("-pretrain" if cfg.stage == "pretrain" else "") + ("" if net_cfg.encoder == "patch" else f"-{net_cfg.encoder}")
+    cache = Path(cfg.run_dir) / f"pool-{cfg.pool}-{net_cfg.image_size}{tags}.pt"
     if cache.exists():
         return torch.load(cache, weights_only=False)
-    pool = make_pool(cfg.pool, TRAIN_SEED, size=net_cfg.image_size, grid=net_cfg.grid)
+    pool = make_pool(cfg.pool, seed, size=net_cfg.image_size, grid=net_cfg.grid)
+    if net_cfg.encoder != "patch":
+        pool = pool.with_features(net.patch_embed.features)
     torch.save(pool, cache)
     return pool
+
+
+def net_config(cfg: TrainConfig) -> ShapesConfig:
+    return ShapesConfig(fusion=cfg.fusion, vocab_size=len(vocabulary()), n_answers=len(ANSWERS), readout=cfg.readout,
+                        encoder=cfg.encoder, image_size=cfg.image_size or IMAGE_SIZE[cfg.encoder])
+
+
+def run_name(cfg: TrainConfig) -> str:
+    """The checkpoint folder's name under run_dir: one per recipe, so runs of different recipes never resume
+    each other's checkpoints."""
+    name = f"shapes-{cfg.fusion}"
+    name += "" if cfg.encoder == "patch" else f"-{cfg.encoder}"
+    name += "-pretrain" if cfg.stage == "pretrain" else ""
+    name += f"-{Path(cfg.init).name}-tuned" if cfg.init else ""
+    name += f"-data{cfg.data_fraction:g}" if cfg.data_fraction < 1 else ""
+    return name
 
 
 def _load_init(net: ShapesNet, folder: Path) -> list[str]:
@@ -48,6 +73,9 @@ def _load_init(net: ShapesNet, folder: Path) -> list[str]:
     return fresh
 
 
+LOSS_WEIGHTS = {"vqa": 1.0, "lm": 1.0, "aux": 0.5}
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -60,50 +88,66 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
 
     from .evaluate import evaluate_net
 
+    if cfg.stage not in STAGES:
+        raise ValueError(f"stage must be pretrain or finetune, not {cfg.stage!r}")
+    if not 0 < cfg.data_fraction <= 1:
+        raise ValueError(f"data_fraction must lie in (0, 1], not {cfg.data_fraction}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    net_cfg = net_cfg or ShapesConfig(fusion=cfg.fusion, vocab_size=len(vocabulary()), n_answers=len(ANSWERS),
-                                      readout=cfg.readout)
-    run = Path(cfg.run_dir) / f"shapes-{cfg.fusion}{'-' + Path(cfg.init).name + '-tuned' if cfg.init else ''}"
+    pretrain = cfg.stage == "pretrain"
+    net_cfg = net_cfg or net_config(cfg)
+    run = Path(cfg.run_dir) / run_name(cfg)
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     net = ShapesNet(net_cfg)
-    decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "pos" not in n]
-    no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    itm_head = torch.nn.Linear(net.answer_head[0].in_features, 2)      # pretraining only; not saved with the model
     if cfg.init:
         fresh = _load_init(net, Path(cfg.init))
         print(f"initialised from {cfg.init}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
+    elif net_cfg.encoder != "patch":
+        net.patch_embed.load_imagenet()
+    named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]   # a frozen backbone stays out
+    named += [(f"itm.{n}", p) for n, p in itm_head.named_parameters()] if pretrain else []
+    decay = [p for n, p in named if p.ndim >= 2 and "pos" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "pos" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     sampler = QuestionSampler(cfg.seed, tuple(cfg.focus), cfg.focus_share)
     order_rng = np.random.default_rng(cfg.seed + 1)
+    masking = torch.Generator().manual_seed(cfg.seed + 2)
     step, ckpt = 0, run / "checkpoint.pt"
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         net.load_state_dict(state["model"])
+        itm_head.load_state_dict(state["itm"])
         opt.load_state_dict(state["opt"])
         sampler.rng.bit_generator.state = state["sampler_rng"]
         order_rng.bit_generator.state = state["order_rng"]
+        masking.set_state(state["masking"])
         step = state["step"]
         print(f"resumed from {ckpt} at step {step}")
-    pool = _pool(cfg, net_cfg)
-    N = len(pool.scenes)
+    pool = _pool(cfg, net)
+    N = len(pool.scenes) if pretrain else max(1, round(len(pool.scenes) * cfg.data_fraction))
     started, seen = time.time(), 0
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train shapes-{cfg.fusion}")
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.stage} shapes-{cfg.fusion}")
     net.train()
     while step < cfg.steps:
         idx = torch.from_numpy(order_rng.integers(0, N, size=cfg.batch))
-        pixels = pool.pixels[idx].float().div_(255)
-        q_ids, answers = sampler.batch([pool.scenes[i] for i in idx.tolist() for _ in range(cfg.questions)])
+        inputs = pool.inputs(idx)
         caps = pool.captions[idx]
         caps = caps[:, : int((caps != 0).sum(1).max())]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        parts = losses(net, pixels, q_ids, answers, caps, pool.patch_labels[idx])
-        loss = parts["vqa"] + parts["lm"] + 0.5 * parts["aux"]
+        if pretrain:
+            parts = pretrain_losses(net, itm_head, inputs, caps, masking, mask_prob=cfg.mask_prob)
+            loss = parts["mlm"] + parts["itm"]
+        else:
+            q_ids, answers = sampler.batch([pool.scenes[i] for i in idx.tolist() for _ in range(cfg.questions)])
+            parts = losses(net, inputs, q_ids, answers, caps, pool.patch_labels[idx], parts=tuple(cfg.tasks))
+            loss = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for group in opt.param_groups for p in group["params"]], 1.0)
         opt.step()
         step += 1
         seen += cfg.batch
@@ -111,11 +155,12 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
         if step % 50 == 0:
             bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "sampler_rng": sampler.rng.bit_generator.state,
-                        "order_rng": order_rng.bit_generator.state}, ckpt.with_suffix(".tmp"))
+            torch.save({"model": net.state_dict(), "itm": itm_head.state_dict(), "opt": opt.state_dict(),
+                        "step": step, "sampler_rng": sampler.rng.bit_generator.state,
+                        "order_rng": order_rng.bit_generator.state, "masking": masking.get_state()},
+                       ckpt.with_suffix(".tmp"))
             ckpt.with_suffix(".tmp").replace(ckpt)
-        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and not pretrain:
             net.eval()
             report = evaluate_net(net, n=200, seed=7, progress=False)
             bar.write(f"step {step}: vqa {report['vqa_accuracy']:.3f} caption exact {report['caption_exact']:.3f} "
@@ -124,7 +169,8 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
             net.train()
     bar.close()
     net.eval()
-    out = Path(cfg.out) if cfg.out else weights.model_dir(f"shapes-{cfg.fusion}")
+    out = Path(cfg.out) if cfg.out else (Path(cfg.run_dir) / "pretrained" / run_name(cfg) if pretrain
+                                         else weights.model_dir(f"shapes-{cfg.fusion}"))
     meta = asdict(cfg) | {"train_seconds_this_run": round(time.time() - started, 1),
                           "samples_seen_this_run": seen, "torch": torch.__version__}
     if cfg.init:  # keep the recipe of the stage this one started from

