@@ -100,7 +100,8 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     net = ShapesNet(net_cfg)
-    itm_head = torch.nn.Linear(net.answer_head[0].in_features, 2)      # pretraining only; not saved with the model
+    # image–text matching reads what the answer head reads; pretraining only, not saved with the model
+    itm_head = torch.nn.Linear(net.answer_head[0].in_features, 2) if pretrain else None
     if cfg.init:
         fresh = _load_init(net, Path(cfg.init))
         print(f"initialised from {cfg.init}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
@@ -119,11 +120,13 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         net.load_state_dict(state["model"])
-        itm_head.load_state_dict(state["itm"])
+        if itm_head is not None:
+            itm_head.load_state_dict(state["itm"])
         opt.load_state_dict(state["opt"])
         sampler.rng.bit_generator.state = state["sampler_rng"]
         order_rng.bit_generator.state = state["order_rng"]
-        masking.set_state(state["masking"])
+        if "masking" in state:                   # checkpoints written before pretraining existed have none
+            masking.set_state(state["masking"])
         step = state["step"]
         print(f"resumed from {ckpt} at step {step}")
     pool = _pool(cfg, net)
@@ -155,7 +158,8 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
         if step % 50 == 0:
             bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            torch.save({"model": net.state_dict(), "itm": itm_head.state_dict(), "opt": opt.state_dict(),
+            torch.save({"model": net.state_dict(), "itm": itm_head.state_dict() if pretrain else None,
+                        "opt": opt.state_dict(),
                         "step": step, "sampler_rng": sampler.rng.bit_generator.state,
                         "order_rng": order_rng.bit_generator.state, "masking": masking.get_state()},
                        ckpt.with_suffix(".tmp"))

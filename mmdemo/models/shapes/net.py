@@ -242,10 +242,16 @@ def pretrain_losses(net: ShapesNet, itm_head: nn.Module, inputs, c_ids, generato
     masked, targets = mask_words(c_ids, mask_prob, generator, net.cfg.vocab_size)
     logits = net.word_logits(image, masked, causal=False)
     mlm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
+    paired, match = itm_pairs(c_ids, generator)
+    itm = F.cross_entropy(itm_head(net.joint_features(image, paired)), match)
+    return {"mlm": mlm, "itm": itm}
+
+
+def itm_pairs(c_ids: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captions for image–text matching: about half swapped with another image's. Returns ((B, T) captions,
+    (B,) 1 where the caption describes its image, judged by the words, so a swap to an identical caption is a match)."""
     B = c_ids.shape[0]
     swap = torch.rand(B, generator=generator) < 0.5
     other = (torch.arange(B) + torch.randint(1, max(2, B), (B,), generator=generator)) % B
     paired = torch.where(swap[:, None], c_ids[other], c_ids)
-    match = (paired == c_ids).all(1).long()
-    itm = F.cross_entropy(itm_head(net.joint_features(image, paired)), match)
-    return {"mlm": mlm, "itm": itm}
+    return paired, (paired == c_ids).all(1).long()
