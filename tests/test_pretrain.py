@@ -215,7 +215,7 @@ def test_transfer_study_runs_every_cell_and_resumes(tmp_path):
     again = run_study(settings, tmp_path / "work", results, progress=False)       # nothing left to run
     assert again["cells"] == cells and again["seconds"] == done["seconds"]
     md = table(again)
-    assert md.count("\n") == 3 and "| patch stem, from scratch | late | pretrained |" in md
+    assert md.count("\n") == 3 and "| patch stem (no prior) | late | MLM + ITM |" in md
     assert results.stat().st_mtime_ns >= stamp
 
 

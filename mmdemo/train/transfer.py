@@ -19,7 +19,8 @@ import torch
 
 from .config import TrainConfig
 
-LABELS = {"patch": "patch stem, from scratch", "efficientnet_lite0": "EfficientNet-Lite0, ImageNet (frozen)"}
+LABELS = {"patch": "patch stem (no prior)", "efficientnet_lite0": "EfficientNet-Lite0 (ImageNet, frozen)"}
+STARTS = {False: "none", True: "MLM + ITM"}
 
 
 @dataclass(frozen=True)
@@ -173,13 +174,13 @@ def table(done: dict) -> str:
     """Markdown: one row per encoder × fusion × start, one column per fraction of the labelled data."""
     s = done["settings"]
     fractions = s["fractions"]
-    head = ["image encoder", "fusion", "start"] + [
+    head = ["image encoder", "fusion", "pretraining"] + [
         f"{f:.0%} ({max(1, round(s['finetune_pool'] * f))} images)" for f in fractions]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for encoder in s["encoders"]:
         for fusion in s["fusions"]:
             for pretrained in (False, True):
-                row = [LABELS[encoder], fusion, "pretrained" if pretrained else "scratch"]
+                row = [LABELS[encoder], fusion, STARTS[pretrained]]
                 for f in fractions:
                     cell = done["cells"].get(cell_key(encoder, fusion, pretrained, f))
                     row.append(f"{cell['vqa_accuracy']:.1%}" if cell else "—")
@@ -207,17 +208,18 @@ def plot(done: dict, path: Path) -> Path:
                     xs, ys = zip(*points)
                     ax.plot([100 * x for x in xs], [100 * y for y in ys], marker="o", color=colours[encoder],
                             linestyle="-" if pretrained else "--",
-                            label=f"{LABELS[encoder]}, {'pretrained' if pretrained else 'scratch'}")
+                            label=f"{LABELS[encoder]}, pretraining: {STARTS[pretrained]}")
         ax.set_xscale("log")
         ax.set_xticks([100 * f for f in s["fractions"]], [f"{f:.0%}" for f in s["fractions"]])
         ax.set_title(f"{fusion} fusion")
         ax.set_xlabel("labelled fine-tuning data")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("VQA accuracy, held-out scenes (%)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"Fine-tuning {s['finetune_steps']} steps; pretraining {s['pretrain_steps']} steps on "
-                 f"{s['pretrain_pool']} image–caption pairs", fontsize=9)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"VQA fine-tuning: {s['finetune_steps']} steps whatever the share; pretraining: "
+                 f"{s['pretrain_steps']} steps on {s['pretrain_pool']} image–caption pairs", fontsize=9)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
