@@ -43,7 +43,7 @@ def main() -> int:
 
     import torch
 
-    from mmdemo.train.transfer import QUICK, StudySettings, plot, run_study, table
+    from mmdemo.train.transfer import QUICK, StudySettings, plot, pretraining_table, run_study, table
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -57,7 +57,8 @@ def main() -> int:
     done |= {"machine": machine(), "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
              "wall_seconds_this_run": round(time.time() - started, 1)}
     (out / "transfer.json").write_text(json.dumps(done, indent=2))
-    md = table(done)
+    md = table(done) + "\n\nWhat pretraining taught (masked words of held-out captions, before any fine-tuning):\n\n" + \
+        pretraining_table(done)
     (out / "transfer.md").write_text(md + "\n")
     plot(done, out / "transfer.png")
     print(md)

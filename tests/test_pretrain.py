@@ -18,7 +18,7 @@ from mmdemo.models.shapes.net import ShapesConfig, ShapesNet, itm_pairs, mask_wo
 from mmdemo.models.shapes.tokenizer import CLS, MASK, PAD, SEP, build_tokenizer, vocabulary
 from mmdemo.train.config import TrainConfig
 from mmdemo.train.shapes import run_name, train
-from mmdemo.train.transfer import QUICK, accuracy, run_study, table, vqa_set
+from mmdemo.train.transfer import QUICK, accuracy, grounding, run_study, table, vqa_set
 from mmdemo.world.views import random_view
 from mmdemo.world.vocab import ANSWERS
 
@@ -202,6 +202,35 @@ def test_accuracy_counts_known_answers():
         assert acc == pytest.approx(truth[rows].mean().item())
 
 
+def test_grounding_counts_masked_words_by_kind():
+    """A model that always says "red" gets colours right exactly when the hidden colour is red, never a shape."""
+    torch.manual_seed(0)
+    net = ShapesNet(tiny_cfg())
+    red = vocabulary().index("red")
+    real = net.word_logits
+    asked_red = []
+
+    def always_red(image, ids, causal):
+        out = torch.zeros(*real(image, ids, causal=causal).shape)
+        out[..., red] = 1.0
+        asked_red.extend(ids.tolist())
+        return out
+
+    net.word_logits = always_red
+    report = grounding(net, 40, seed=5)
+    k = report["by_kind"]
+    assert k["shape"] == 0 and k["size"] == 0 and 0 < k["colour"] < 1
+    assert report["masked_word_accuracy"] == pytest.approx(
+        k["colour"] * sum(1 for r in asked_red if MASK in r and _asks_colour(r)) / 40)
+
+
+def _asks_colour(row):
+    """Captions name objects 'a SIZE COLOUR SHAPE': a masked word right after a size word is a colour."""
+    from mmdemo.world.vocab import SIZES
+
+    return vocabulary()[row[row.index(MASK) - 1]] in SIZES
+
+
 def test_transfer_study_runs_every_cell_and_resumes(tmp_path):
     settings = replace(QUICK, fusions=("late",), encoders=("patch",), eval_scenes=3)
     results = tmp_path / "transfer.json"
@@ -216,6 +245,8 @@ def test_transfer_study_runs_every_cell_and_resumes(tmp_path):
     assert again["cells"] == cells and again["seconds"] == done["seconds"]
     md = table(again)
     assert md.count("\n") == 3 and "| patch stem (no prior) | late | MLM + ITM |" in md
+    learned = again["pretraining"]["late-patch"]
+    assert 0 <= learned["masked_word_accuracy"] <= 1 and set(learned["by_kind"]) <= {"colour", "shape", "size"}
     assert results.stat().st_mtime_ns >= stamp
 
 

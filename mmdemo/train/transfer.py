@@ -98,6 +98,41 @@ def accuracy(net, data: VQASet, batch: int = 64) -> dict:
             "vqa_by_type": {t: correct[t] / total[t] for t in sorted(total)}}
 
 
+@torch.no_grad()
+def grounding(net, n: int = 300, seed: int = 2) -> dict:
+    """What pretraining taught, on held-out image–caption pairs: one colour, shape or size word of each caption
+    masked and predicted from the rest and the image (chance: 1/6, 1/4, 1/2; the caption's other words rarely
+    tell, so above chance means the model reads the image)."""
+    from ..models.shapes.preprocess import pad_ids, to_pixels
+    from ..models.shapes.tokenizer import MASK, build_tokenizer
+    from ..world.language import caption
+    from ..world.vocab import COLORS, SHAPES, SIZES
+    from .evaluate import held_out
+
+    kinds = {w: k for k, words in (("colour", COLORS), ("shape", SHAPES), ("size", SIZES)) for w in words}
+    tok = build_tokenizer()
+    vocab = tok.get_vocab()
+    rng = np.random.default_rng(seed)
+    rows, pixels, asked = [], [], []
+    for scene, image, _ in held_out(n, seed):
+        ids = tok.encode(caption(scene)).ids
+        slots = [i for i, t in enumerate(ids) if tok.id_to_token(t) in kinds]
+        at = slots[rng.integers(len(slots))]
+        asked.append((at, ids[at], kinds[tok.id_to_token(ids[at])]))
+        rows.append(ids[:at] + [MASK] + ids[at + 1:])
+        pixels.append(to_pixels(image, net.cfg.image_size))
+    assert vocab["[MASK]"] == MASK
+    net.eval()
+    right, total = Counter(), Counter()
+    for s in range(0, n, 64):
+        image = net.encode_image(torch.from_numpy(np.stack(pixels[s:s + 64])).float().div_(255))
+        logits = net.word_logits(image, pad_ids(rows[s:s + 64]), causal=False)
+        for row, (at, truth, kind) in zip(logits, asked[s:s + 64]):
+            total[kind] += 1
+            right[kind] += int(row[at].argmax()) == truth
+    return {"masked_word_accuracy": sum(right.values()) / n, "by_kind": {k: right[k] / total[k] for k in sorted(total)}}
+
+
 def _train_config(settings: StudySettings, run_dir: Path, **kw) -> TrainConfig:
     steps = kw.pop("steps")
     return TrainConfig(steps=steps, warmup=max(1, steps // 10), batch=settings.batch, lr=settings.lr,
@@ -162,12 +197,28 @@ def run_study(settings: StudySettings, work: Path, results: Path, *, progress: b
                     if progress:
                         print(f"{key:<45} VQA {report['vqa_accuracy']:.3f}  ({train_seconds:.0f} s; "
                               f"{time.time() - started:.0f} s so far)", flush=True)
-    pre = {f"{f}-{e}": json.loads((work / "pretrained" / f"{f}-{e}" / "study.json").read_text())["study_seconds"]
-           for e in settings.encoders for f in settings.fusions
-           if (work / "pretrained" / f"{f}-{e}" / "study.json").exists()}
-    done["pretrain_seconds"] = pre
+    pretraining = done.setdefault("pretraining", {})
+    for e in settings.encoders:
+        for f in settings.fusions:
+            folder = work / "pretrained" / f"{f}-{e}"
+            if f"{f}-{e}" not in pretraining and (folder / "study.json").exists():
+                pretraining[f"{f}-{e}"] = {
+                    "seconds": json.loads((folder / "study.json").read_text())["study_seconds"],
+                    **grounding(weights.load_net(folder), settings.eval_scenes)}
     results.write_text(json.dumps(done, indent=2))
     return done
+
+
+def pretraining_table(done: dict) -> str:
+    """Markdown: for each pretrained model, masked colour / shape / size words recovered from the image."""
+    lines = ["| image encoder | fusion | masked word right | colour (chance 17 %) | shape (25 %) | size (50 %) |",
+             "|---|---|---|---|---|---|"]
+    for key, p in done.get("pretraining", {}).items():
+        fusion, encoder = key.split("-", 1)
+        k = p["by_kind"]
+        lines.append(f"| {LABELS[encoder]} | {fusion} | {p['masked_word_accuracy']:.1%} | "
+                     f"{k.get('colour', 0):.1%} | {k.get('shape', 0):.1%} | {k.get('size', 0):.1%} |")
+    return "\n".join(lines)
 
 
 def table(done: dict) -> str:
