@@ -111,7 +111,6 @@ def grounding(net, n: int = 300, seed: int = 2) -> dict:
 
     kinds = {w: k for k, words in (("colour", COLORS), ("shape", SHAPES), ("size", SIZES)) for w in words}
     tok = build_tokenizer()
-    vocab = tok.get_vocab()
     rng = np.random.default_rng(seed)
     rows, pixels, asked = [], [], []
     for scene, image, _ in held_out(n, seed):
@@ -121,7 +120,6 @@ def grounding(net, n: int = 300, seed: int = 2) -> dict:
         asked.append((at, ids[at], kinds[tok.id_to_token(ids[at])]))
         rows.append(ids[:at] + [MASK] + ids[at + 1:])
         pixels.append(to_pixels(image, net.cfg.image_size))
-    assert vocab["[MASK]"] == MASK
     net.eval()
     right, total = Counter(), Counter()
     for s in range(0, n, 64):
