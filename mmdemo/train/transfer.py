@@ -72,17 +72,20 @@ def vqa_set(n: int, seed: int = 0) -> VQASet:
 
 
 @torch.no_grad()
-def accuracy(net, data: VQASet, batch: int = 64) -> dict:
-    """VQA accuracy of a bare ShapesNet on the set, overall and per question type; each image encoded once."""
+def _image_tokens(net, images: list, batch: int = 64) -> torch.Tensor:
+    """PIL images -> (N, P, D) image tokens of a bare ShapesNet, in chunks."""
     from ..models.shapes.preprocess import to_pixels
 
-    net.eval()
     size = net.cfg.image_size
-    tokens = []
-    for s in range(0, len(data.images), batch):
-        pixels = torch.from_numpy(np.stack([to_pixels(im, size) for im in data.images[s:s + batch]]))
-        tokens.append(net.encode_image(pixels.float().div_(255)))
-    image = torch.cat(tokens)
+    return torch.cat([net.encode_image(torch.from_numpy(np.stack([to_pixels(im, size) for im in images[s:s + batch]]))
+                                       .float().div_(255)) for s in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def accuracy(net, data: VQASet, batch: int = 64) -> dict:
+    """VQA accuracy of a bare ShapesNet on the set, overall and per question type; each image encoded once."""
+    net.eval()
+    image = _image_tokens(net, data.images, batch)
     predicted = []
     for s in range(0, len(data.answers), 4 * batch):
         rows = torch.from_numpy(data.image_index[s:s + 4 * batch])
@@ -103,7 +106,7 @@ def grounding(net, n: int = 300, seed: int = 2) -> dict:
     """What pretraining taught, on held-out image–caption pairs: one colour, shape or size word of each caption
     masked and predicted from the rest and the image (chance: 1/6, 1/4, 1/2; the caption's other words rarely
     tell, so above chance means the model reads the image)."""
-    from ..models.shapes.preprocess import pad_ids, to_pixels
+    from ..models.shapes.preprocess import pad_ids
     from ..models.shapes.tokenizer import MASK, build_tokenizer
     from ..world.language import caption
     from ..world.vocab import COLORS, SHAPES, SIZES
@@ -112,27 +115,26 @@ def grounding(net, n: int = 300, seed: int = 2) -> dict:
     kinds = {w: k for k, words in (("colour", COLORS), ("shape", SHAPES), ("size", SIZES)) for w in words}
     tok = build_tokenizer()
     rng = np.random.default_rng(seed)
-    rows, pixels, asked = [], [], []
+    rows, images, asked = [], [], []
     for scene, image, _ in held_out(n, seed):
         ids = tok.encode(caption(scene)).ids
         slots = [i for i, t in enumerate(ids) if tok.id_to_token(t) in kinds]
         at = slots[rng.integers(len(slots))]
         asked.append((at, ids[at], kinds[tok.id_to_token(ids[at])]))
         rows.append(ids[:at] + [MASK] + ids[at + 1:])
-        pixels.append(to_pixels(image, net.cfg.image_size))
+        images.append(image)
     net.eval()
     right, total = Counter(), Counter()
+    tokens = _image_tokens(net, images)
     for s in range(0, n, 64):
-        image = net.encode_image(torch.from_numpy(np.stack(pixels[s:s + 64])).float().div_(255))
-        logits = net.word_logits(image, pad_ids(rows[s:s + 64]), causal=False)
+        logits = net.word_logits(tokens[s:s + 64], pad_ids(rows[s:s + 64]), causal=False)
         for row, (at, truth, kind) in zip(logits, asked[s:s + 64]):
             total[kind] += 1
             right[kind] += int(row[at].argmax()) == truth
     return {"masked_word_accuracy": sum(right.values()) / n, "by_kind": {k: right[k] / total[k] for k in sorted(total)}}
 
 
-def _train_config(settings: StudySettings, run_dir: Path, **kw) -> TrainConfig:
-    steps = kw.pop("steps")
+def _train_config(settings: StudySettings, run_dir: Path, *, steps: int, **kw) -> TrainConfig:
     return TrainConfig(steps=steps, warmup=max(1, steps // 10), batch=settings.batch, lr=settings.lr,
                        questions=settings.questions, focus=(), seed=settings.seed, run_dir=str(run_dir),
                        tasks=("vqa",), checkpoint_every=10**9, eval_every=0, threads=None, **kw)
