@@ -13,6 +13,80 @@ if TYPE_CHECKING:  # torch stays out of light imports (CLI store commands, regis
 
 TASKS = ("caption", "vqa")
 FUSIONS = ("early", "cross", "late", "encoder-decoder")
+STRATEGIES = ("greedy", "beam", "nucleus")
+MAX_NEW_TOKENS = 64                     # most caption tokens a request may ask for
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a caption is generated; one type for every family, each maps it to its own decoder.
+
+    Fields that do not apply to the strategy are kept as given but ignored (`to_dict` leaves them out)."""
+    strategy: str = "greedy"            # greedy | beam | nucleus
+    max_new_tokens: int = 24            # most tokens generated, 1 … MAX_NEW_TOKENS
+    beams: int = 3                      # beam search width, 1 … 8 (strategy "beam")
+    top_p: float = 0.9                  # nucleus mass, 0.05 … 1 (strategy "nucleus")
+    temperature: float = 1.0            # sampling temperature, 0.05 … 2 (strategy "nucleus")
+    seed: int | None = None             # sampling seed; None draws a fresh one (strategy "nucleus")
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"decoding strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
+        object.__setattr__(self, "max_new_tokens", _whole(self.max_new_tokens, "max new tokens", 1, MAX_NEW_TOKENS))
+        object.__setattr__(self, "beams", _whole(self.beams, "number of beams", 1, 8))
+        object.__setattr__(self, "top_p", _number(self.top_p, "top-p", 0.05, 1.0))
+        object.__setattr__(self, "temperature", _number(self.temperature, "temperature", 0.05, 2.0))
+        if self.seed is not None:
+            seed = _whole(self.seed, "seed", -1, 2**63 - 1)
+            object.__setattr__(self, "seed", seed if seed >= 0 else None)   # the UI sends -1 for "no seed"
+
+    @property
+    def sampling(self) -> bool:
+        return self.strategy == "nucleus"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that shaped the output (what the store and the batch rows keep)."""
+        out: dict[str, Any] = {"strategy": self.strategy, "max_new_tokens": self.max_new_tokens}
+        if self.strategy == "beam":
+            out["beams"] = self.beams
+        elif self.strategy == "nucleus":
+            out |= {"top_p": self.top_p, "temperature": self.temperature, "seed": self.seed}
+        return out
+
+    @classmethod
+    def from_dict(cls, settings: "dict[str, Any] | Decoding | None") -> "Decoding":
+        """From `to_dict`'s output or any subset of the fields; an unknown name is an InputError."""
+        if isinstance(settings, Decoding):
+            return settings
+        settings = dict(settings or {})
+        known = [f for f in cls.__dataclass_fields__]
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise InputError(f"unknown decoding setting {', '.join(map(str, unknown))}; known: {', '.join(known)}")
+        return cls(**settings)
+
+
+def _whole(value: Any, name: str, lo: int, hi: int) -> int:
+    """A whole number in [lo, hi]; sliders send 24.0 for 24, so integral floats pass."""
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number.is_integer():  # also NaN and infinities
+        raise InputError(f"{name} must be a whole number, not {value!r}")
+    if not lo <= number <= hi:
+        raise InputError(f"{name} must be between {lo} and {hi}, not {int(number)}")
+    return int(number)
+
+
+def _number(value: Any, name: str, lo: float, hi: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, not {value!r}") from None
+    if not lo <= number <= hi:  # also refuses NaN
+        raise InputError(f"{name} must be between {lo} and {hi}, not {number}")
+    return number
 
 
 @dataclass(frozen=True)
