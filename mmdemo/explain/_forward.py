@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..models.base import ExplainInputs, VLModel
+from ..models.probes import Record
 
 CPU_ROWS = 256                  # rows per forward pass on a CPU: beyond this, bigger batches stop paying
 GPU_ROWS_CAP = 4096
@@ -56,6 +57,14 @@ class ScoreFunction:
     def of_gate(self, gate: torch.Tensor) -> torch.Tensor:
         """The score with the image fixed and the words scaled by `gate` (n, F)."""
         return self(self.expand(gate.shape[0]).pixels, gate)
+
+
+def record_attention(model: VLModel, inputs: ExplainInputs, *, grad: bool) -> Record:
+    """Every attention matrix of one scored pass, read by the model's own probe (with gradients when `grad`)."""
+    probe = model.attention_probe()
+    if probe is None:
+        raise InputError(f"{model.info.name} offers no attention probe")
+    return probe.record(ScoreFunction(model, inputs), inputs, grad=grad)
 
 
 # --- text features ------------------------------------------------------------------------------------------

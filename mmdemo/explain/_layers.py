@@ -1,25 +1,10 @@
-"""Layers the layer methods attach to: the last vision layer, seen as a (B, D, h, w) feature map."""
+"""The layer the layer methods attach to (a model's `vision_layer`), seen as a (B, D, h, w) feature map."""
 from __future__ import annotations
 
 from typing import Any
 
 import torch
 from torch import nn
-
-from ..models.base import VLModel
-
-
-def vision_layer(model: VLModel) -> nn.Module:
-    """The module Grad-CAM reads: the last image tokens (or feature map) before they meet the text.
-
-    An adapter may name it (`vision_layer`: the shapes models name their last image MLP's activation, photo-lite
-    its last conv stage); hub adapters are looked up in _hub_probes; failing all that, the patch embedding (the
-    first vision layer) stands in."""
-    named = getattr(model, "vision_layer", None)
-    if isinstance(named, nn.Module):
-        return named
-    from ._hub_probes import hub_vision_layer
-    return hub_vision_layer(model) or model.image_embedding
 
 
 class GridTap(nn.Identity):

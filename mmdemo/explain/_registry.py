@@ -29,13 +29,14 @@ def register(cls: type[MapMethod]) -> type[MapMethod]:
 def available_methods(model: VLModel) -> list[str]:
     """The methods this model can run, in registry order."""
     load_all()
-    return [name for name, cls in METHODS.items() if cls.supports(model)]
+    offered = model.explain_methods
+    return [name for name, cls in METHODS.items() if cls.supports(model) and (offered is None or name in offered)]
 
 
 def method_for(name: str, model: VLModel) -> MapMethod:
     cls = load_all().get(name)
     if cls is None:
         raise InputError(f"unknown explanation method {name!r}; known: {', '.join(METHODS)}")
-    if not cls.supports(model):
+    if name not in available_methods(model):
         raise InputError(f"{model.info.name!r} cannot run {name!r}; it can run: {', '.join(available_methods(model))}")
     return cls(model)

@@ -6,7 +6,6 @@ import torch
 from ..errors import InputError
 from ..models.base import ExplainInputs, VLModel
 from ._method import MapMethod
-from ._probes import probe_for
 from ._registry import register
 from ._rows import row_weights
 
@@ -28,12 +27,7 @@ class AttentionMap(MapMethod):
 
     @classmethod
     def supports(cls, model: VLModel) -> bool:
-        """A model says so with `has_attention`; otherwise every model but a late-fusion one whose attention no
-        probe can read (a late-fusion model has image-text attention only if it pools the image with one)."""
-        flag = getattr(model, "has_attention", None)
-        if flag is not None:
-            return bool(flag)
-        return model.info.fusion != "late" or probe_for(model) is not None
+        return model.has_attention
 
     def attribute(self, inputs: ExplainInputs, *, layer: int | None = None, head: int | None = None) -> torch.Tensor:
         with torch.no_grad():

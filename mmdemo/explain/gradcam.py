@@ -6,7 +6,7 @@ from captum.attr import LayerGradCam
 
 from ..models.base import ExplainInputs
 from ._forward import ScoreFunction
-from ._layers import GridTap, vision_layer
+from ._layers import GridTap
 from ._method import MapMethod
 from ._registry import register
 
@@ -17,6 +17,6 @@ class GradCamMap(MapMethod):
     summary = "Grad-CAM on the last vision layer: channel weights = mean gradient over patches"
 
     def attribute(self, inputs: ExplainInputs) -> torch.Tensor:
-        with GridTap(vision_layer(self.model), self.grid) as tap:
+        with GridTap(self.model.vision_layer, self.grid) as tap:
             cam = LayerGradCam(ScoreFunction(self.model, inputs), tap).attribute(inputs.pixels)   # (B, 1, h, w)
         return cam[:, 0].float()

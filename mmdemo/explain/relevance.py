@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from ..models.base import ExplainInputs, VLModel
+from ._forward import record_attention
 from ._method import MapMethod
-from ._probes import probe_for
 from ._registry import register
 from ._rows import row_weights
 from .rollout import block, eye, place
@@ -35,10 +35,10 @@ class AttentionRelevance(MapMethod):
 
     @classmethod
     def supports(cls, model: VLModel) -> bool:
-        return model.info.fusion in ("early", "cross", "encoder-decoder") and probe_for(model) is not None
+        return model.info.fusion in ("early", "cross", "encoder-decoder") and model.attention_probe() is not None
 
     def attribute(self, inputs: ExplainInputs) -> torch.Tensor:
-        rec = probe_for(self.model).record(inputs, grad=True)
+        rec = record_attention(self.model, inputs, grad=True)
         B, dev = inputs.pixels.shape[0], inputs.pixels.device
         I, T = rec.n_image, rec.n_text
         r_ii, r_tt = eye(I, B, dev), eye(T, B, dev)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from ..models.base import ExplainInputs, VLModel
+from ._forward import record_attention
 from ._method import MapMethod
-from ._probes import probe_for
 from ._registry import register
 from ._rows import row_weights
 
@@ -23,11 +23,11 @@ class AttentionRollout(MapMethod):
 
     @classmethod
     def supports(cls, model: VLModel) -> bool:
-        return model.info.fusion == "early" and probe_for(model) is not None
+        return model.info.fusion == "early" and model.attention_probe() is not None
 
     def attribute(self, inputs: ExplainInputs) -> torch.Tensor:
         with torch.no_grad():
-            rec = probe_for(self.model).record(inputs, grad=False)
+            rec = record_attention(self.model, inputs, grad=False)
             B, dev = inputs.pixels.shape[0], inputs.pixels.device
             r_image, r_text, joint = eye(rec.n_image, B, dev), eye(rec.n_text, B, dev), None
             for s in rec.steps:

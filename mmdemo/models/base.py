@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from ..errors import InputError
 
@@ -11,8 +11,11 @@ if TYPE_CHECKING:  # torch stays out of light imports (CLI store commands, regis
     import torch
     from PIL import Image
 
+    from .probes import AttentionProbe
+
 TASKS = ("caption", "vqa")
 FUSIONS = ("early", "cross", "late", "encoder-decoder")
+DOMAINS = ("shapes", "photos")          # the shapes world (mmdemo.world), or photographs
 STRATEGIES = ("greedy", "beam", "nucleus")
 MAX_NEW_TOKENS = 64                     # most caption tokens a request may ask for
 
@@ -102,6 +105,7 @@ class ModelInfo:
     revision: str = ""                  # content hash of the weights, or hub revision
     knows: str = ""                     # one sentence: what the model can and cannot see
     attention_layers: int = 0           # layers of text -> image attention that attention() returns (0: unknown)
+    domain: str = "photos"              # one of DOMAINS: the images it was trained on
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,15 +147,34 @@ class Target:
 
 
 class VLModel(ABC):
-    """Every model offers this. Lists in, lists out; images are RGB PIL images of any size."""
+    """Every model offers this. Lists in, lists out; images are RGB PIL images of any size.
+
+    Besides the abstract members, a family says what explanations may ask of it by overriding the defaults
+    below: whether `attention` has anything to return, a probe that records every attention matrix of one pass
+    (rollout, relevance), the layer Grad-CAM reads, and which explanation methods it offers at all."""
 
     info: ModelInfo
+    honours: ClassVar[tuple[str, ...]] = tuple(f for f in Decoding.__dataclass_fields__)  # Decoding fields it obeys
+    has_attention: ClassVar[bool] = True                # False: `attention` raises (nothing text->image to show)
+    explain_methods: ClassVar[tuple[str, ...] | None] = None   # the explanation methods it offers (None: every
+                                                               # method its surface allows)
 
     @abstractmethod
-    def caption(self, images: Sequence["Image.Image"], **decoding: Any) -> list[Caption]: ...
+    def caption(self, images: Sequence["Image.Image"], decoding: Decoding | None = None) -> list[Caption]:
+        """One caption per image, generated as `decoding` says (None: greedy, `Decoding()`)."""
 
     @abstractmethod
     def answer(self, images: Sequence["Image.Image"], questions: Sequence[str], top_k: int = 5) -> list[Answer]: ...
+
+    def attention_probe(self) -> "AttentionProbe | None":
+        """Records every attention matrix of one scored pass (see `mmdemo.models.probes`); None: no probe."""
+        return None
+
+    @property
+    def vision_layer(self) -> "torch.nn.Module":
+        """The module Grad-CAM reads: the last image tokens (or feature map) before they meet the text.
+        By default the patch embedding (the first vision layer) stands in."""
+        return self.image_embedding
 
     # --- the differentiable surface the explanation methods are written against -------------
     @abstractmethod

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..errors import UnknownModelError, WeightsMissingError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,8 @@ class ModelEntry:
     weights: Callable[[], bool]         # are the weights on this machine? (must not load them)
     source: str = ""                    # file, folder or hub id the weights come from
     missing: Callable[[], str] | None = None   # the message when weights are absent (where looked, how to get them)
+    domain: str = "photos"              # the images it knows: "shapes" (the shapes world) or "photos"
+    remote: bool = False                # weights come from a model hub: offered only on a Space or when named
 
     def available(self) -> bool:
         try:
@@ -27,13 +32,13 @@ class ModelEntry:
             return False
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "tasks": list(self.tasks), "fusion": self.fusion,
+        return {"name": self.name, "tasks": list(self.tasks), "fusion": self.fusion, "domain": self.domain,
                 "summary": self.summary, "available": self.available(), "source": self.source}
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-_FAMILIES = ("mmdemo.models.shapes", "mmdemo.models.hub", "mmdemo.models.photo")  # each registers its entries on import
 _loaded_families = False
+FAMILIES_ENV = "MMDEMO_FAMILIES"        # extra modules that register model families, comma-separated
 
 
 def register(entry: ModelEntry) -> ModelEntry:
@@ -43,16 +48,30 @@ def register(entry: ModelEntry) -> ModelEntry:
     return entry
 
 
+def families() -> list[str]:
+    """The modules that register model families: every package under mmdemo.models (a family is one folder), then
+    the modules named by $MMDEMO_FAMILIES (a family kept outside this package, imported by its module name)."""
+    import os
+    import pkgutil
+
+    from .. import models
+
+    own = [f"{models.__name__}.{m.name}" for m in pkgutil.iter_modules(models.__path__) if m.ispkg]
+    extra = [m.strip() for m in os.environ.get(FAMILIES_ENV, "").split(",") if m.strip()]
+    return own + extra
+
+
 def _ensure_families() -> None:
     global _loaded_families
     if not _loaded_families:
         _loaded_families = True
-        for module in _FAMILIES:
+        for module in families():
             try:
                 importlib.import_module(module)
             except ModuleNotFoundError as e:
                 if e.name != module:  # a family that exists but lacks a dependency is a real error
                     raise
+                log.warning("model family %s (named in $%s) is not importable", module, FAMILIES_ENV)
 
 
 def list_models() -> list[ModelEntry]:

@@ -26,7 +26,7 @@ __all__ = ["CATALOGUE", "Family", "HubSpec", "assemble_vit_bert", "load_model", 
 def _entry(name: str, family: Family | None, summary: str, source: str) -> ModelEntry:
     return ModelEntry(name=name, tasks=family.tasks if family else (), fusion=family.fusion if family else "",
                       summary=summary, factory=FACTORY, weights=lambda: weights_available(name), source=source,
-                      missing=lambda: missing_message(name))
+                      missing=lambda: missing_message(name), remote=True)
 
 
 def _resolve(name: str) -> ModelEntry:

@@ -16,28 +16,11 @@ from torch import nn
 
 from ...config import settings
 from ...errors import InputError, WeightsMissingError
-from ..base import Answer, Caption, ExplainInputs, ModelInfo, Target, VLModel
+from ..base import Answer, Caption, Decoding, ExplainInputs, ModelInfo, Target, VLModel
+from ..devices import choose_device, choose_dtype
 from ._catalogue import Family
 
-# decoding settings passed through to `generate` (greedy by default; beam: num_beams; nucleus: do_sample + top_p)
-DECODING = ("max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "top_p", "top_k", "temperature",
-            "repetition_penalty", "length_penalty", "no_repeat_ngram_size")
 MAX_BATCH = 32                          # images per forward pass; longer lists are split
-
-
-def choose_device(device: str | torch.device | None = None) -> torch.device:
-    """The device argument, else MMDEMO_DEVICE, else CUDA when present, else CPU."""
-    device = device or settings().device
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def choose_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on a GPU that has it (fp16 on older ones), fp32 on CPU."""
-    if device.type != "cuda":
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def pair(v: Any) -> tuple[int, int]:
@@ -218,7 +201,7 @@ class HubModel(VLModel):
         return f"{type(self).__name__}({self.info.name!r}, device={self.info.device}, dtype={self.info.dtype})"
 
     # --- defaults for the task a family does not do ---------------------------------------------------------
-    def caption(self, images: Sequence[Image.Image], **decoding: Any) -> list[Caption]:
+    def caption(self, images: Sequence[Image.Image], decoding: Decoding | None = None) -> list[Caption]:
         self._require("caption")
         raise NotImplementedError
 
@@ -235,10 +218,6 @@ class Captioner(HubModel):
     on request, the text→image attention of every layer over the patch columns only: (L, B, heads, S, h*w).
     """
 
-    # greedy, at least one token (a real captioner never stops at once; a tiny random one might)
-    caption_defaults: ClassVar[dict[str, Any]] = {"min_new_tokens": 1, "max_new_tokens": 30, "num_beams": 1,
-                                                  "do_sample": False}
-
     start_id: int                       # set by subclasses in __init__
     end_id: int
 
@@ -254,18 +233,32 @@ class Captioner(HubModel):
                  attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 
-    def _decoding(self, decoding: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(decoding) - set(DECODING))
-        if unknown:
-            raise InputError(f"unknown decoding setting {', '.join(unknown)}; known: {', '.join(DECODING)}")
-        return {**self.caption_defaults, **{k: v for k, v in decoding.items() if v is not None}}
+    @staticmethod
+    def _decoding(d: Decoding) -> dict[str, Any]:
+        """`Decoding` as `generate` keywords: greedy, beam search, or nucleus sampling (top_k off, so top-p alone
+        shapes the distribution). At least one token: a real captioner never stops at once; a tiny random one might."""
+        kw: dict[str, Any] = {"min_new_tokens": 1, "max_new_tokens": d.max_new_tokens, "num_beams": 1,
+                              "do_sample": False}
+        if d.strategy == "beam":
+            kw["num_beams"] = d.beams
+        elif d.strategy == "nucleus":
+            kw |= {"do_sample": True, "top_p": d.top_p, "top_k": 0, "temperature": d.temperature}
+        return kw
 
     @torch.inference_mode()
-    def caption(self, images: Sequence[Image.Image], **decoding: Any) -> list[Caption]:
+    def caption(self, images: Sequence[Image.Image], decoding: Decoding | None = None) -> list[Caption]:
         """Captions with the probability the model gave each token when it chose it (raw, before any warping)."""
-        kw = self._decoding(decoding)
+        d = decoding or Decoding()
+        kw = self._decoding(d)
+        seeded = d.sampling and d.seed is not None
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [], enabled=seeded):
+            if seeded:
+                torch.manual_seed(d.seed)
+            return self._captions(list(images), kw)
+
+    def _captions(self, images: list[Image.Image], kw: dict[str, Any]) -> list[Caption]:
         captions: list[Caption] = []
-        for chunk in self._batches(list(images), self.max_batch):
+        for chunk in self._batches(images, self.max_batch):
             pixels = self._pixels(chunk)
             prompt = torch.full((len(chunk), 1), self.start_id, dtype=torch.long, device=self.device)  # (B, 1)
             try:

@@ -17,6 +17,7 @@ from torch import nn
 from ...errors import InputError
 from ..base import Answer, ExplainInputs, Target
 from ._base import Captioner, HubModel, renormalise, step_logprobs
+from ._probe import HubProbe
 from ._catalogue import BLIP_CAPTION, BLIP_VQA
 
 
@@ -186,3 +187,38 @@ class BlipAnswerer(HubModel):
         x = inputs.extra
         _, attn = self._encode(inputs.pixels, x["question_ids"], x["question_mask"], attentions=True)
         return renormalise(attn).cpu()
+
+    def attention_probe(self) -> "BlipCaptionProbe":
+        return BlipCaptionProbe(self)
+
+    @property
+    def vision_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the last image tokens before they meet the text."""
+        return self.model.vision_model.post_layernorm
+
+
+class BlipCaptionProbe(HubProbe):
+    """The ViT's self-attention, then per decoder layer the text self-attention and the cross-attention."""
+
+    def modules(self):
+        return [self.model.model.vision_model, self.model.model.text_decoder]
+
+    def layout(self, outs, inputs):
+        vision, text = outs
+        steps = self.image_side(vision.attentions) + self.decoder(text.attentions, text.cross_attentions)
+        return self.image_record(steps, vision.attentions[0].shape[-1], text.attentions[0].shape[-1])
+
+    def attention_probe(self) -> "BlipAnswerProbe":
+        return BlipAnswerProbe(self)
+
+    @property
+    def vision_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the last image tokens before they meet the text."""
+        return self.model.vision_model.post_layernorm
+
+
+class BlipAnswerProbe(BlipCaptionProbe):
+    """The question encoder's self- and cross-attention; the answer decoder reads only the fused question."""
+
+    def modules(self):
+        return [self.model.model.vision_model, self.model.model.text_encoder]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ._base import Captioner
+from ._probe import HubProbe
 from ._catalogue import ENCODER_DECODER
 from ._weights import hub_kwargs
 
@@ -98,3 +99,21 @@ def assemble_vit_bert(encoder: str | Path, decoder: str | Path, folder: str | Pa
     tokenizer.save_pretrained(folder)
     image_processor.save_pretrained(folder)
     return folder
+
+    def attention_probe(self) -> "EncoderDecoderProbe":
+        return EncoderDecoderProbe(self)
+
+    @property
+    def vision_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the last image tokens before they meet the text."""
+        return self.model.encoder.layernorm
+
+
+class EncoderDecoderProbe(HubProbe):
+    def modules(self):
+        return [self.model.model]
+
+    def layout(self, outs, inputs):
+        (out,) = outs
+        steps = self.image_side(out.encoder_attentions) + self.decoder(out.decoder_attentions, out.cross_attentions)
+        return self.image_record(steps, out.encoder_attentions[0].shape[-1], out.decoder_attentions[0].shape[-1])

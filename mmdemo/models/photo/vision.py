@@ -12,35 +12,11 @@ from PIL import Image
 from torch import nn
 
 from ...errors import InputError
+from ..efficientnet import ARCH, build_classifier, pair_state_dict  # noqa: F401  (photo-lite's image side)
 
-ARCH = "tf_efficientnet_lite0"
 INPUT = 224                             # every image is resized whole (no crop) to INPUT × INPUT
 GRID = 7                                # the last conv stage's map at INPUT: 224 / 32
 MEAN, STD = 0.5, 0.5                    # the TF-Lite checkpoints' normalisation: pixels in [-1, 1]
-
-
-def pair_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename `source` (EfficientNet-PyTorch names: _conv_stem, _blocks.N._bn1, _fc …) to `target`'s names (timm:
-    conv_stem, blocks.S.B.bn1, classifier …) by position. Both list the same tensors in the same order; every
-    pair must agree in shape, so a reordering or a different architecture fails here, not silently."""
-    if len(source) != len(target):
-        raise ValueError(f"the state dict has {len(source)} tensors; {ARCH} has {len(target)}")
-    out = {}
-    for (s_name, s), (t_name, t) in zip(source.items(), target.items()):
-        if s.shape != t.shape:
-            raise ValueError(f"shape mismatch pairing {s_name} {tuple(s.shape)} with {t_name} {tuple(t.shape)}")
-        out[t_name] = s
-    return out
-
-
-def build_classifier(weights: Path) -> nn.Module:
-    """EfficientNet-Lite0 with the ImageNet weights, in eval mode, parameters frozen."""
-    import timm
-
-    net = timm.create_model(ARCH, pretrained=False)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    net.load_state_dict(pair_state_dict(state, net.state_dict()), strict=True)
-    return net.eval().requires_grad_(False)
 
 
 class FeatureTap(nn.Identity):

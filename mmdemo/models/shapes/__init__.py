@@ -13,4 +13,4 @@ for _fusion, _summary in _SUMMARIES.items():
     register(ModelEntry(
         name=_name, tasks=("caption", "vqa"), fusion=_fusion, summary=_summary,
         factory="mmdemo.models.shapes.model:load",
-        weights=(lambda n=_name: has_weights(model_dir(n))), source=str(model_dir(_name))))
+        weights=(lambda n=_name: has_weights(model_dir(n))), source=str(model_dir(_name)), domain="shapes"))

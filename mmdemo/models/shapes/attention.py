@@ -1,10 +1,13 @@
-"""Record text -> image attention of a ShapesNet with a context manager (no edits to the model)."""
+"""Reading a ShapesNet's attention: text -> image maps for `attention`, and the probe rollout and relevance use."""
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import torch
+
+from ..base import ExplainInputs
+from ..probes import AttentionProbe, Record, Score, Step
 
 
 @contextmanager
@@ -48,3 +51,40 @@ def record_attention(net) -> Iterator[Callable[[], torch.Tensor]]:
             m.weights = None
         if fusion == "late":
             del net.pooled_image
+
+
+class ShapesProbe(AttentionProbe):
+    """Every `Attention` module of a ShapesNet can keep the weights of its last call (`record`)."""
+
+    def __init__(self, net):
+        self.fusion, self.P = net.cfg.fusion, net.cfg.grid ** 2
+        self.modules: list[tuple[str, torch.nn.Module]] = [("image", b.attn) for b in net.image_blocks]
+        self.modules += [("text", b.attn) for b in net.text_blocks]
+        for b in net.fusion_blocks:
+            self.modules.append(("joint" if self.fusion == "early" else "text", b.attn))
+            if b.cross is not None:
+                self.modules.append(("cross", b.cross))
+
+    def record(self, score: Score, inputs: ExplainInputs, *, grad: bool) -> Record:
+        for _, m in self.modules:
+            m.record = True
+        try:
+            with torch.set_grad_enabled(grad):
+                value = score(inputs.pixels.detach().requires_grad_(grad))                     # (B,)
+            steps = [Step(kind, m.weights) for kind, m in self.modules]
+        finally:
+            for _, m in self.modules:
+                m.record, m.weights = False, None
+        rec = self._layout(steps)
+        if grad:
+            rec.add_gradients(value)
+        rec.score = value.detach()
+        return rec
+
+    def _layout(self, steps: list[Step]) -> Record:
+        P = self.P
+        if self.fusion == "early":
+            T = next(s.weights.shape[-1] - P for s in steps if s.kind == "joint")
+            return Record(steps, P, T, joint_image=torch.arange(P), joint_text=torch.arange(P, P + T))
+        T = next((s.weights.shape[-2] for s in steps if s.kind in ("text", "cross")), 0)
+        return Record(steps, P, T)

