@@ -102,7 +102,7 @@ def timings(model, repeats: int) -> dict:
 
 
 def evaluation(model, n: int, methods) -> dict:
-    from mmdemo.explain.cli import format_table
+    from mmdemo.cli.explain import format_table
     from mmdemo.explain.evaluate import evaluate_explanations
 
     started = time.perf_counter()

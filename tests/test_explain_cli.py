@@ -31,7 +31,7 @@ def tiny_model(monkeypatch):
     """A tiny random model that captions every image "a large red circle" (a random net's own caption is noise)."""
     model = tiny("cross", seed=3)
     model.caption = lambda images, **kw: [Caption("a large red circle", [("a", 0.5)] * 4) for _ in images]
-    monkeypatch.setattr("mmdemo.explain.cli._load", lambda name, device=None: model)
+    monkeypatch.setattr("mmdemo.cli.explain.load_model", lambda args: model)
     return model
 
 

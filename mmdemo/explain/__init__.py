@@ -6,7 +6,7 @@
 
 Every method is one class in its own file with one verb, `Method(model).attribute(inputs) -> (B, h, w)`, written
 once against the model protocol (`prepare`, `score`, `attention`, `image_embedding`, `text_embedding`).
-Names load on first use, so `mmdemo.explain.cli` (imported by every CLI call) pulls in neither torch nor Captum.
+Names load on first use, so `mmdemo.cli` (imported by every CLI call) pulls in neither torch nor Captum.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from typing import Any
 
 _PUBLIC = {
     "METHODS": "._registry", "available_methods": "._registry", "method_for": "._registry",
-    "MapMethod": "._method", "CACHE": ".engine", "explain": ".engine", "model_lock": ".engine",
+    "MapMethod": "._method", "CACHE": ".engine", "cache_key": ".engine", "explain": ".engine", "model_lock": ".engine",
     "Explanation": ".explanation",
     "modality_share": ".modality", "evaluate_explanations": ".evaluate",
-    **{name: ".faithfulness" for name in ("chance", "coverage", "deletion_insertion", "mass_inside",
+    **{name: ".faithfulness" for name in ("chance", "coverage", "deletion_insertion", "faithfulness_table", "mass_inside",
                                           "pointing_game", "random_map", "randomization_check", "randomized_copy")},
 }
 __all__ = sorted(_PUBLIC)

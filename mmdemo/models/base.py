@@ -35,12 +35,13 @@ class Decoding:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise InputError(f"decoding strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
-        object.__setattr__(self, "max_new_tokens", _whole(self.max_new_tokens, "max new tokens", 1, MAX_NEW_TOKENS))
-        object.__setattr__(self, "beams", _whole(self.beams, "number of beams", 1, 8))
-        object.__setattr__(self, "top_p", _number(self.top_p, "top-p", 0.05, 1.0))
-        object.__setattr__(self, "temperature", _number(self.temperature, "temperature", 0.05, 2.0))
+        object.__setattr__(self, "max_new_tokens",
+                           whole_number(self.max_new_tokens, "max new tokens", 1, MAX_NEW_TOKENS))
+        object.__setattr__(self, "beams", whole_number(self.beams, "number of beams", 1, 8))
+        object.__setattr__(self, "top_p", number_in(self.top_p, "top-p", 0.05, 1.0))
+        object.__setattr__(self, "temperature", number_in(self.temperature, "temperature", 0.05, 2.0))
         if self.seed is not None:
-            seed = _whole(self.seed, "seed", -1, 2**63 - 1)
+            seed = whole_number(self.seed, "seed", -1, 2**63 - 1)
             object.__setattr__(self, "seed", seed if seed >= 0 else None)   # the UI sends -1 for "no seed"
 
     @property
@@ -69,7 +70,7 @@ class Decoding:
         return cls(**settings)
 
 
-def _whole(value: Any, name: str, lo: int, hi: int) -> int:
+def whole_number(value: Any, name: str, lo: int, hi: int) -> int:
     """A whole number in [lo, hi]; sliders send 24.0 for 24, so integral floats pass."""
     try:
         number = float(value) if not isinstance(value, bool) else float("nan")
@@ -82,7 +83,7 @@ def _whole(value: Any, name: str, lo: int, hi: int) -> int:
     return int(number)
 
 
-def _number(value: Any, name: str, lo: float, hi: float) -> float:
+def number_in(value: Any, name: str, lo: float, hi: float) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):

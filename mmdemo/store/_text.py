@@ -57,9 +57,11 @@ def clean_task(task: Any) -> str:
 
 
 def clean_decoding(decoding: Any) -> dict[str, Any] | None:
-    """Decoding settings (max_new_tokens, num_beams, …): a small JSON object, or None."""
+    """Decoding settings (a `Decoding`, or a dict such as its `to_dict()`): a small JSON object, or None."""
     if decoding is None:
         return None
+    if hasattr(decoding, "to_dict"):
+        decoding = decoding.to_dict()
     if not isinstance(decoding, dict):
         raise InputError(f"decoding must be a dict of settings, not {type(decoding).__name__}")
     try:

@@ -104,9 +104,17 @@ def build(shared: Shared) -> None:
     shared.image.change(lambda: (None, None, None, None), None, [answers, heatmap, words, share],
                         api_visibility="private", api_name="clear_answer", show_progress="hidden")
 
+    def follow(model: str):
+        """The chosen model's methods in the picker."""
+        names = _image_methods(service, model)
+        return gr.update(choices=names, value=names[0] if names else None)
 
-def _image_methods(service) -> list[str]:
+    shared.model.change(follow, [shared.model], [method], api_visibility="private", api_name="ask_controls",
+                        show_progress="hidden")
+
+
+def _image_methods(service, model: str | None = None) -> list[str]:
     try:
-        return service.methods(output="image")
+        return service.methods(model, output="image")
     except Exception:
         return []

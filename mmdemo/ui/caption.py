@@ -5,18 +5,17 @@ from typing import Any
 
 import gradio as gr
 
-from ..models.base import Target
-from ..service import MAX_TOKENS, STRATEGIES
+from ..models.base import MAX_NEW_TOKENS, STRATEGIES, Decoding, Target
 from .common import CMAPS, Shared, explanation_json, handler, overlay, probability_highlights
 
 
 def build(shared: Shared) -> None:
     service = shared.service
     methods = _methods(service)
-    with gr.Row():
+    with gr.Row() as decoding_row:
         strategy = gr.Radio(list(STRATEGIES), value="greedy", label="Decoding", scale=2)
-        max_tokens = gr.Slider(1, MAX_TOKENS, value=24, step=1, label="Max tokens", scale=2)
-    with gr.Accordion("Beam and nucleus settings", open=False):
+        max_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=24, step=1, label="Max tokens", scale=2)
+    with gr.Accordion("Beam and nucleus settings", open=False) as decoding_more:
         with gr.Row():
             num_beams = gr.Slider(2, 8, value=3, step=1, label="Beams (beam search)")
             top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (nucleus)")
@@ -49,9 +48,9 @@ def build(shared: Shared) -> None:
     def caption(image: Any, model: str, strategy: str, max_tokens: float, num_beams: float, top_p: float,
                 temperature: float, seed: float | None) -> dict[str, Any]:
         """Caption the image. Returns {model, caption, tokens: [{token, prob}], seconds, decoding, image_hash}."""
-        out = service.caption(image, model, strategy=strategy, max_tokens=max_tokens, num_beams=num_beams,
-                              top_p=top_p, temperature=temperature, seed=None if seed is None else int(seed))
-        return out.to_dict()
+        decoding = Decoding(strategy=strategy, max_new_tokens=max_tokens, beams=num_beams, top_p=top_p,
+                            temperature=temperature, seed=seed)
+        return service.caption(image, model, decoding).to_dict()
 
     def show(result: dict[str, Any] | None):
         if not result:
@@ -99,6 +98,16 @@ def build(shared: Shared) -> None:
     shared.image.change(lambda: (None, None, None, None), None, [tokens, heatmap, map_json, grid],
                         api_visibility="private", api_name="clear_caption", show_progress="hidden")
 
+    def follow(model: str):
+        """The chosen model's methods in the picker, and decoding controls only where they change its output."""
+        names = _methods(service, model)
+        honours = _honours(service, model)
+        return (gr.update(choices=names, value=names[0] if names else None),
+                gr.update(visible="strategy" in honours), gr.update(visible="strategy" in honours))
+
+    shared.model.change(follow, [shared.model], [method, decoding_row, decoding_more], api_visibility="private",
+                        api_name="caption_controls", show_progress="hidden")
+
 
 def _caption_target(caption_text: str, token: Any) -> Target:
     if token in (None, "", -1, "-1"):
@@ -113,8 +122,15 @@ def _caption_target(caption_text: str, token: Any) -> Target:
     return Target("token", caption_text, token=index)
 
 
-def _methods(service) -> list[str]:
+def _methods(service, model: str | None = None) -> list[str]:
     try:
-        return service.methods(output="image")
+        return service.methods(model, output="image")
     except Exception:  # no model yet, or the explain engine is not installed: the map section stays hidden
         return []
+
+
+def _honours(service, model: str | None) -> tuple[str, ...]:
+    try:
+        return tuple(service.model(model).honours)
+    except Exception:  # the model cannot load: its error shows on the first request
+        return ()

@@ -1,4 +1,4 @@
-"""CLI commands `explain` and `eval-explain`. Heavy imports happen inside the handlers."""
+"""Explanation commands: `explain` and `eval-explain`. Heavy imports happen inside the handlers."""
 from __future__ import annotations
 
 import argparse
@@ -7,14 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..cli import emit
 from ..errors import InputError
-
-
-def _load(name: str | None, device: str | None = None):
-    from ..models.registry import load
-
-    return load(name, device=device)
+from ._common import add_model_args, emit, load_model
 
 
 def _value(text: str) -> Any:
@@ -73,7 +67,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     out = _out_path(args.out)
     options = _options(args.option)
     image = load_image(args.image)
-    model = _load(args.model, args.device)
+    model = load_model(args)
     target = _target(model, image, args)
     started = time.perf_counter()
     payload: dict[str, Any] = {"model": model.info.name, "method": args.method, "target": target.text}
@@ -83,7 +77,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         payload["token"] = target.token
     if args.method == "modality":
         from .. import viz
-        from .modality import modality_share
+        from ..explain import modality_share
 
         share = modality_share(model, image, target, **options)
         viz.plot_modality(share, title=target.text).savefig(out)
@@ -92,7 +86,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         emit(payload, args.json, f"image {share['image_share']:.0%}, text {share['text_share']:.0%}; wrote {out}")
         return 0
     from .. import viz
-    from .engine import explain
+    from ..explain import explain
 
     e = explain(model, image, target, args.method, **options)
     viz.overlay(image, e.upsampled).save(out)
@@ -106,9 +100,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_explain(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_explanations
+    from ..explain import evaluate_explanations
 
-    model = _load(args.model, args.device)
+    model = load_model(args)
     methods = [m.strip() for m in ",".join(args.methods or []).split(",") if m.strip()] or None
     report = evaluate_explanations(model, methods, n=args.n, seed=args.seed, batch=args.batch,
                                    progress=not args.json)
@@ -144,19 +138,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "shapley, text-ig, or modality (image vs text share)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="method option, e.g. steps=64 (repeatable)")
     p.add_argument("--out", required=True, help="where to write the overlay (PNG); for modality, the share plot")
-    p.add_argument("--model", default=None,
-                   help="registered name, hub id or local folder (default: MMDEMO_DEFAULT_MODEL)")
-    p.add_argument("--device", default=None, help="cpu, cuda … (default: cuda when present)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_model_args(p)
     p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser("eval-explain", help="score explanation methods on held-out world questions")
-    p.add_argument("--model", default=None)
-    p.add_argument("--device", default=None)
+    add_model_args(p)
     p.add_argument("--methods", nargs="*", default=None,
                    help="methods, space or comma separated (default: every image map the model can run)")
     p.add_argument("--n", type=int, default=500, help="questions with exactly one evidence object")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=16, help="questions per batch")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_eval_explain)

@@ -1,4 +1,7 @@
-"""Command line: `python -m mmdemo COMMAND …`. Every command can print JSON; bad input exits 2 with one line."""
+"""Command line: `python -m mmdemo COMMAND …`. Every command can print JSON; bad input exits 2 with one line.
+
+One module per group of commands, each with `add_commands(sub)`; `_common` holds what they share (JSON output,
+the model and decoding arguments, loading the model)."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +10,11 @@ import json
 import sys
 from typing import Any, Callable, Sequence
 
-from .errors import MmdemoError
+from ..errors import MmdemoError
+from ._common import emit
 
 Handler = Callable[[argparse.Namespace], int]
+COMMANDS = ("mmdemo.cli.models", "mmdemo.cli.explain", "mmdemo.cli.store")   # modules with add_commands(sub)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,13 +28,8 @@ class _UsageError(Exception):
     pass
 
 
-def emit(payload: dict[str, Any], as_json: bool, text: str) -> None:
-    """Print the machine-readable payload with --json, else the human line."""
-    print(json.dumps(payload, ensure_ascii=False) if as_json else text)
-
-
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models.registry import list_models
+    from ..models.registry import list_models
 
     rows = [m.to_dict() for m in list_models()]
     if args.json:
@@ -50,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_models)
 
-    from . import commands
-    commands.add_commands(sub)
-    for module in ("mmdemo.explain.cli", "mmdemo.store.cli"):  # each family of commands adds its own
+    for module in COMMANDS:           # each group of commands adds its own
         try:
             importlib.import_module(module).add_commands(sub)
         except ModuleNotFoundError as e:

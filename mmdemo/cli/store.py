@@ -6,24 +6,11 @@ import json
 from typing import Any
 
 from ..config import settings
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
-    return n
-
-
-def _print(payload: Any, as_json: bool, text: str) -> None:
-    print(json.dumps(payload, ensure_ascii=False) if as_json else text)
+from ._common import emit as _print, positive as _positive
 
 
 def _cmd_correct(args: argparse.Namespace) -> int:
-    from .store import open_store
+    from ..store import open_store
 
     with open_store() as store:
         cid = store.add(args.image, args.output, args.corrected, model=args.model or settings().default_model,
@@ -37,7 +24,7 @@ def _cmd_correct(args: argparse.Namespace) -> int:
 
 
 def _cmd_corrections(args: argparse.Namespace) -> int:
-    from .store import open_store
+    from ..store import open_store
 
     with open_store() as store:
         filters = {"model": args.model, "task": args.task, "annotator": args.annotator, "search": args.search,
@@ -62,8 +49,8 @@ def _one_line(text: str, width: int = 60) -> str:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .exports import export
-    from .store import open_store
+    from ..store.exports import export
+    from ..store import open_store
 
     with open_store() as store:
         result = export(store, args.format, args.out, images_dir=args.images, model=args.model, task=args.task,
@@ -76,8 +63,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_coco(args: argparse.Namespace) -> int:
-    from .exports import import_coco
-    from .store import open_store
+    from ..store.exports import import_coco
+    from ..store import open_store
 
     with open_store() as store:
         result = import_coco(args.file, store, images_dir=args.images, model=args.model, annotator=args.annotator)
@@ -88,7 +75,7 @@ def _cmd_import_coco(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Register the store's subcommands on the `mmdemo` parser's subparsers."""
-    from ._text import TASKS
+    from ..store._text import TASKS
 
     p = sub.add_parser("correct", help="save a corrected caption or answer for an image")
     p.add_argument("image", metavar="IMAGE", help="image file")

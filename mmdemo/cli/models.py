@@ -1,4 +1,4 @@
-"""Model commands of the CLI: caption, ask, eval, train, easy-vqa. Heavy imports happen inside the handlers."""
+"""Model commands: caption, ask, eval, train, easy-vqa. Heavy imports happen inside the handlers."""
 from __future__ import annotations
 
 import argparse
@@ -6,40 +6,37 @@ import json
 import time
 from pathlib import Path
 
-from .cli import emit
-from .errors import InputError
-from .world.vocab import QUESTION_TYPES
-
-
-def _load(name: str | None, device: str | None = None):
-    from .models.registry import load
-
-    return load(name, device=device)
+from ..errors import InputError
+from ..world.vocab import QUESTION_TYPES
+from ._common import add_decoding_args, add_model_args, decoding_from, emit, load_model
 
 
 def _cmd_caption(args: argparse.Namespace) -> int:
-    from .images import load_image
+    from ..images import load_image
 
+    decoding = decoding_from(args)
     image = load_image(args.image)
-    model = _load(args.model, args.device)
+    model = load_model(args)
+    if "caption" not in model.info.tasks:
+        raise InputError(f"{model.info.name!r} does not caption images (its tasks: {', '.join(model.info.tasks)})")
     started = time.perf_counter()
-    decoding = {"max_tokens": args.max_tokens, "num_beams": args.beams}
-    if args.top_p is not None:
-        decoding |= {"do_sample": True, "top_p": args.top_p, "seed": args.seed}
-    cap = model.caption([image], **decoding)[0]
-    payload = {"model": model.info.name, **cap.to_dict(), "seconds": round(time.perf_counter() - started, 4)}
+    cap = model.caption([image], decoding)[0]
+    honoured = {k: v for k, v in decoding.to_dict().items() if k in model.honours}
+    payload = {"model": model.info.name, **cap.to_dict(), "seconds": round(time.perf_counter() - started, 4),
+               "decoding": honoured}
     emit(payload, args.json, cap.text)
     return 0
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    from .errors import InputError
-    from .images import load_image
+    from ..images import load_image
 
     if not args.question.strip():
         raise InputError("the question is empty")
     image = load_image(args.image)
-    model = _load(args.model, args.device)
+    model = load_model(args)
+    if "vqa" not in model.info.tasks:
+        raise InputError(f"{model.info.name!r} does not answer questions (its tasks: {', '.join(model.info.tasks)})")
     started = time.perf_counter()
     ans = model.answer([image], [args.question], top_k=args.top_k)[0]
     payload = {"model": model.info.name, "question": args.question, **ans.to_dict(),
@@ -49,9 +46,9 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .train.evaluate import evaluate
+    from ..train.evaluate import evaluate
 
-    model = _load(args.model, args.device)
+    model = load_model(args)
     report = evaluate(model, args.n, args.seed, variations=not args.plain, progress=not args.json)
     if args.json:
         print(json.dumps(report))
@@ -64,8 +61,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train.config import TrainConfig
-    from .train.shapes import train
+    from ..train.config import TrainConfig
+    from ..train.shapes import train
 
     cfg = TrainConfig(fusion=args.fusion, stage=args.stage, encoder=args.encoder, data_fraction=args.data_fraction,
                       tasks=tuple(args.tasks), steps=args.steps, batch=args.batch, lr=args.lr, pool=args.pool,
@@ -78,8 +75,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_easy_vqa(args: argparse.Namespace) -> int:
-    from .models.shapes import weights
-    from .train.easyvqa import finetune
+    from ..models.shapes import weights
+    from ..train.easyvqa import finetune
 
     init = Path(args.init) if Path(args.init).is_dir() else weights.model_dir(args.init)
     if not weights.has_weights(init):
@@ -97,7 +94,7 @@ def _cmd_easy_vqa(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from .train.config import TrainConfig
+    from ..train.config import TrainConfig
     def model_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=None, help="registered name, hub id or local folder (default: MMDEMO_DEFAULT_MODEL)")
         p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
@@ -106,10 +103,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("caption", help="caption an image")
     p.add_argument("image")
     model_args(p)
-    p.add_argument("--max-tokens", type=int, default=24)
-    p.add_argument("--beams", type=int, default=1, help="beam search with this many beams")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling with this top-p")
-    p.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    add_decoding_args(p)
     p.set_defaults(func=_cmd_caption)
 
     p = sub.add_parser("ask", help="answer a question about an image")
