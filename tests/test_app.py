@@ -88,7 +88,7 @@ def test_caption_an_example(client):
     assert out["model"] == "shapes-cross"
     assert isinstance(out["caption"], str) and out["tokens"]
     assert all(0 <= t["prob"] <= 1 for t in out["tokens"])
-    assert out["decoding"] == {"max_tokens": 24}
+    assert out["decoding"] == {"strategy": "greedy", "max_new_tokens": 24}
 
 
 def test_ask_a_question(client):
@@ -224,7 +224,7 @@ def test_the_data_folder_is_not_served(app, data_dir):
 
 
 def test_an_app_without_any_model_still_serves_and_says_why(tmp_path, monkeypatch):
-    import mmdemo.service as service_module
+    import mmdemo.service.pool as service_module
 
     monkeypatch.setenv("MMDEMO_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(service_module, "list_models", lambda: [])

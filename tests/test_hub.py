@@ -17,7 +17,7 @@ from PIL import Image
 
 import mmdemo
 from mmdemo.errors import InputError, WeightsMissingError
-from mmdemo.models.base import Answer, Caption, Target
+from mmdemo.models.base import Answer, Caption, Decoding, Target
 
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
 WORDS = "[PAD] [UNK] [CLS] [SEP] [MASK] [DEC] a the cat dog red blue on sits is what color yes no".split()
@@ -200,7 +200,7 @@ def test_folder_of_unknown_family_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("name", CAPTIONERS)
 def test_caption_score_equals_generation_log_probs(models, images, name):
     model = models[name]
-    caps = model.caption(images, max_new_tokens=8)
+    caps = model.caption(images, Decoding(max_new_tokens=8))
     assert len(caps) == 2 and all(isinstance(c, Caption) and c.text for c in caps)
     assert all(0 < p <= 1 for c in caps for _, p in c.tokens)
     inputs = model.prepare(images, [Target("caption", c.text) for c in caps])
@@ -233,17 +233,18 @@ def test_caption_attention_lies_on_the_patch_grid(models, images, name):
 
 def test_decoding_settings_pass_through(models, images):
     model = models["blip-caption"]
-    greedy = model.caption(images[:1], max_new_tokens=5)[0]
-    beam = model.caption(images[:1], max_new_tokens=5, num_beams=3)[0]
-    nucleus = model.caption(images[:1], max_new_tokens=5, do_sample=True, top_p=0.9, temperature=0.7)[0]
-    forced = model.caption(images[:1], min_new_tokens=6, max_new_tokens=6)[0]
-    assert all(isinstance(c, Caption) for c in (greedy, beam, nucleus))
-    assert len(forced.tokens) == 6 and len(greedy.tokens) <= 5
+    greedy = model.caption(images[:1], Decoding(max_new_tokens=5))[0]
+    beam = model.caption(images[:1], Decoding("beam", 5, beams=3))[0]
+    nucleus = [model.caption(images[:1], Decoding("nucleus", 5, top_p=0.9, temperature=0.7, seed=s))[0]
+               for s in (1, 1, 2)]
+    assert all(isinstance(c, Caption) for c in (greedy, beam, *nucleus))
+    assert len(greedy.tokens) <= 5
+    assert nucleus[0] == nucleus[1]                     # a seed repeats the sample
     inputs = model.prepare(images[:1], [Target("caption", beam.text)])
     with torch.no_grad():                # beam captions report the probabilities along their own beam
         assert model.score(inputs).item() == pytest.approx(sum(math.log(p) for _, p in beam.tokens), abs=1e-4)
     with pytest.raises(InputError, match="unknown decoding setting"):
-        model.caption(images, beams=3)
+        model.caption(images, Decoding.from_dict({"num_beams": 3}))
 
 
 # --- answers ----------------------------------------------------------------------------------------------------
@@ -402,4 +403,4 @@ def test_vit_bert_entry_follows_its_env_variable(folders, monkeypatch):
     entry = {m.name: m for m in mmdemo.list_models()}["vit-bert"]
     assert entry.available()
     model = mmdemo.load("vit-bert", device="cpu")
-    assert model.info.name == "vit-bert" and model.caption([Image.new("RGB", (20, 20))], max_new_tokens=3)
+    assert model.info.name == "vit-bert" and model.caption([Image.new("RGB", (20, 20))], Decoding(max_new_tokens=3))

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mmdemo.models.base import Decoding
 from mmdemo.models.shapes import weights
 from mmdemo.models.shapes.blocks import BackboneEmbed
 from mmdemo.models.shapes.model import ShapesModel
@@ -134,7 +135,7 @@ def test_a_shapes_model_on_the_imagenet_encoder_answers_captions_and_explains():
     image = Image.new("RGB", (90, 60), "white")
     assert model.info.patch_grid == (7, 7)
     assert model.answer([image], ["what color is the circle?"])[0].answer in ANSWERS
-    assert isinstance(model.caption([image], max_tokens=4)[0].text, str)
+    assert isinstance(model.caption([image], Decoding(max_new_tokens=4))[0].text, str)
     from mmdemo import Target
     from mmdemo.explain import explain
 

@@ -12,7 +12,8 @@ from PIL import Image
 from mmdemo import Target
 from mmdemo.config import ASSETS
 from mmdemo.errors import ImageError, InputError, MmdemoError, StoreError, UnknownModelError
-from mmdemo.service import MAX_QUESTION_CHARS, AnswerResult, CaptionResult, Service, decoding_settings
+from mmdemo.models.base import Decoding
+from mmdemo.service import MAX_QUESTION_CHARS, AnswerResult, CaptionResult, Service
 
 EXAMPLES = ASSETS / "examples"
 
@@ -100,38 +101,41 @@ def test_every_kind_of_image_goes_through_intake(service, source):
     assert service.ask(raw, question).image_hash == service.ask(path, question).image_hash
 
 
-@pytest.mark.parametrize("strategy, extra", [("greedy", {}), ("beam", {"num_beams": 3}),
+@pytest.mark.parametrize("strategy, extra", [("greedy", {}), ("beam", {"beams": 3}),
                                              ("nucleus", {"top_p": 0.8, "seed": 1})])
 def test_decoding_strategies(service, strategy, extra):
-    result = service.caption(example(1)["path"], strategy=strategy, max_tokens=6, **extra)
+    result = service.caption(example(1)["path"], decoding=Decoding(strategy=strategy, max_new_tokens=6, **extra))
     assert len(result.tokens) <= 6
-    assert result.decoding["max_tokens"] == 6
+    assert result.decoding == {"strategy": strategy, "max_new_tokens": 6, **extra,
+                               **({"temperature": 1.0} if strategy == "nucleus" else {})}
 
 
 def test_nucleus_with_a_seed_is_repeatable(service):
-    a = service.caption(example(3)["path"], strategy="nucleus", top_p=0.95, seed=7)
-    b = service.caption(example(3)["path"], strategy="nucleus", top_p=0.95, seed=7)
+    a = service.caption(example(3)["path"], decoding={"strategy": "nucleus", "top_p": 0.95, "seed": 7})
+    b = service.caption(example(3)["path"], decoding={"strategy": "nucleus", "top_p": 0.95, "seed": 7})
     assert a.caption == b.caption
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"strategy": "sideways"}, "strategy"),
-    ({"max_tokens": 0}, "max tokens"),
-    ({"max_tokens": 1000}, "max tokens"),
-    ({"max_tokens": 2.5}, "whole number"),
-    ({"strategy": "beam", "num_beams": 50}, "beams"),
+    ({"max_new_tokens": 0}, "max new tokens"),
+    ({"max_new_tokens": 1000}, "max new tokens"),
+    ({"max_new_tokens": 2.5}, "whole number"),
+    ({"strategy": "beam", "beams": 50}, "beams"),
+    ({"max_tokens": 5}, "unknown decoding setting max_tokens"),
     ({"strategy": "nucleus", "top_p": float("nan")}, "top-p"),
     ({"colour": "red"}, "unknown decoding setting"),
 ])
 def test_bad_decoding_settings(service, kwargs, message):
     with pytest.raises(InputError, match=message):
-        service.caption(example(1)["path"], **kwargs)
+        service.caption(example(1)["path"], decoding=kwargs)
 
 
-def test_decoding_settings_names_match_the_shapes_model():
-    assert decoding_settings("beam", 10, num_beams=4) == {"max_tokens": 10, "num_beams": 4}
-    assert decoding_settings("nucleus", 5, top_p=0.5, temperature=0.7, seed=-1) == \
-        {"max_tokens": 5, "do_sample": True, "top_p": 0.5, "temperature": 0.7}
+def test_decoding_keeps_only_the_settings_of_its_strategy():
+    assert Decoding("beam", 10, beams=4).to_dict() == {"strategy": "beam", "max_new_tokens": 10, "beams": 4}
+    assert Decoding("nucleus", 5, top_p=0.5, temperature=0.7, seed=-1).to_dict() == \
+        {"strategy": "nucleus", "max_new_tokens": 5, "top_p": 0.5, "temperature": 0.7, "seed": None}
+    assert Decoding.from_dict(Decoding("beam").to_dict()) == Decoding("beam")
 
 
 def test_ask_returns_answer_and_top_k(service):
@@ -253,7 +257,7 @@ def test_concurrent_requests_on_one_model(service):
     def work(i):
         try:
             service.ask(example(1 + i % 6)["path"], "how many objects are there?")
-            service.caption(example(1 + i % 6)["path"], max_tokens=8)
+            service.caption(example(1 + i % 6)["path"], decoding={"max_new_tokens": 8})
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -344,11 +348,11 @@ def test_explain_or_a_clear_error(service):
 # --- model choice and decoding names ----------------------------------------------------------------
 def test_hub_models_are_offered_only_on_a_space_or_when_named(monkeypatch):
     from mmdemo.models.registry import ModelEntry
-    import mmdemo.service as service_module
+    import mmdemo.service.pool as service_module
 
     entries = [ModelEntry("shapes-cross", ("caption", "vqa"), "cross", "embedded", "x:y", lambda: True),
                ModelEntry("blip-caption", ("caption",), "cross", "hub", "mmdemo.models.hub._factory:load_model",
-                          lambda: True),
+                          lambda: True, remote=True),
                ModelEntry("shapes-late", ("caption", "vqa"), "late", "embedded", "x:y", lambda: False)]
     monkeypatch.setattr(service_module, "list_models", lambda: entries)
     svc = Service()
@@ -361,21 +365,24 @@ def test_hub_models_are_offered_only_on_a_space_or_when_named(monkeypatch):
     assert [c.name for c in svc.models()] == ["shapes-cross", "blip-caption"]
 
 
-def test_decoding_names_follow_the_model(monkeypatch):
-    """The shapes models take `max_tokens`; hub adapters take transformers' `max_new_tokens` (and no seed)."""
+def test_decoding_reaches_the_model_as_one_dataclass(monkeypatch):
+    """Every family's caption takes a Decoding; the service records only the settings the model honours."""
     from mmdemo.models.base import Caption
 
     class HubLike:
         info = tiny_model().info.__class__(name="hub-like", tasks=("caption",), fusion="cross",
                                            input_size=(8, 8), patch_grid=(1, 1))
-        seen: dict = {}
+        honours = ("strategy", "max_new_tokens", "top_p")
+        seen = None
 
-        def caption(self, images, **decoding):
+        def caption(self, images, decoding=None):
             HubLike.seen = decoding
             return [Caption("a cat", [("a", 0.9), ("cat", 0.8)])]
 
     svc = Service(preloaded={"hub-like": HubLike()})
-    svc.caption(example(1)["path"], "hub-like", strategy="nucleus", max_tokens=7, top_p=0.5, seed=3)
-    assert HubLike.seen == {"max_new_tokens": 7, "do_sample": True, "top_p": 0.5, "temperature": 1.0}
+    out = svc.caption(example(1)["path"], "hub-like", {"strategy": "nucleus", "max_new_tokens": 7, "top_p": 0.5,
+                                                       "seed": 3})
+    assert HubLike.seen == Decoding("nucleus", 7, top_p=0.5, seed=3)
+    assert out.decoding == {"strategy": "nucleus", "max_new_tokens": 7, "top_p": 0.5}
     with pytest.raises(InputError, match="does not answer questions"):
         svc.ask(example(1)["path"], "what is this?", "hub-like")

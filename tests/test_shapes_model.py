@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from mmdemo import Answer, Caption, InputError, Target
+from mmdemo.models.base import Decoding
 from mmdemo.models.shapes.net import ShapesConfig, ShapesNet
 from mmdemo.models.shapes.model import ShapesModel
 from mmdemo.models.shapes.tokenizer import build_tokenizer, decode, vocabulary
@@ -41,7 +42,7 @@ def test_tokenizer_round_trip_and_word_pieces():
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_caption_and_answer_types(fusion, images):
     model = tiny(fusion)
-    caps = model.caption(images, max_tokens=5)
+    caps = model.caption(images, Decoding(max_new_tokens=5))
     assert len(caps) == 3 and all(isinstance(c, Caption) for c in caps)
     for c in caps:
         assert 1 <= len(c.tokens) <= 5
@@ -57,7 +58,7 @@ def test_caption_and_answer_types(fusion, images):
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_teacher_forced_score_equals_generation_log_probs(fusion, images):
     model = tiny(fusion)
-    caps = model.caption(images, max_tokens=6)
+    caps = model.caption(images, Decoding(max_new_tokens=6))
     inputs = model.prepare(images, [Target("caption", c.text) for c in caps])
     scores = model.score(inputs)
     expected = torch.tensor([sum(math.log(p) for _, p in c.tokens) for c in caps])
@@ -112,10 +113,10 @@ def test_any_image_size_and_batching_is_consistent(images):
 
 def test_decoding_settings(images):
     model = tiny("cross")
-    greedy = model.caption(images[:1], max_tokens=4)[0]
-    beam = model.caption(images[:1], max_tokens=4, num_beams=3)[0]
-    s1 = model.caption(images[:1], max_tokens=4, do_sample=True, top_p=0.9, seed=3)[0]
-    s2 = model.caption(images[:1], max_tokens=4, do_sample=True, top_p=0.9, seed=3)[0]
+    greedy = model.caption(images[:1], Decoding(max_new_tokens=4))[0]
+    beam = model.caption(images[:1], Decoding("beam", 4, beams=3))[0]
+    s1 = model.caption(images[:1], Decoding("nucleus", 4, top_p=0.9, seed=3))[0]
+    s2 = model.caption(images[:1], Decoding("nucleus", 4, top_p=0.9, seed=3))[0]
     assert s1 == s2                                    # seeded sampling repeats
     score = lambda c: sum(math.log(p) for _, p in c.tokens)  # noqa: E731
     if len(beam.tokens) == len(greedy.tokens):         # same length: beam never scores below greedy

@@ -422,7 +422,7 @@ def test_hub_sync_failure_never_fails_a_save(tmp_path):
 
 # --- CLI handlers (in process, through a parser like mmdemo.cli's) ---------------------------------
 def _run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    from mmdemo.store import cli as store_cli
+    from mmdemo.cli import store as store_cli
 
     parser = argparse.ArgumentParser(prog="mmdemo")
     store_cli.add_commands(parser.add_subparsers(dest="command", required=True))

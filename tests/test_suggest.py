@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmdemo.service import PHOTO_MODEL, Service
+from mmdemo.service import Service
+
+PHOTO_MODEL = "photo-lite"
 from mmdemo.world.detect import looks_like_scene
 from mmdemo.world.views import random_view
 

@@ -21,9 +21,7 @@ def _cmd_caption(args: argparse.Namespace) -> int:
         raise InputError(f"{model.info.name!r} does not caption images (its tasks: {', '.join(model.info.tasks)})")
     started = time.perf_counter()
     cap = model.caption([image], decoding)[0]
-    honoured = {k: v for k, v in decoding.to_dict().items() if k in model.honours}
-    payload = {"model": model.info.name, **cap.to_dict(), "seconds": round(time.perf_counter() - started, 4),
-               "decoding": honoured}
+    payload = {"model": model.info.name, **cap.to_dict(), "seconds": round(time.perf_counter() - started, 4)}
     emit(payload, args.json, cap.text)
     return 0
 

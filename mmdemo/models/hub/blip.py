@@ -39,6 +39,14 @@ class BlipCaptioner(Captioner):
     model_class = "BlipForConditionalGeneration"
     about = "BLIP captioner: a BERT decoder writes a caption while cross-attending to ViT patch tokens"
 
+    def attention_probe(self) -> "BlipCaptionProbe":
+        return BlipCaptionProbe(self)
+
+    @property
+    def vision_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the last image tokens before they meet the text."""
+        return self.model.vision_model.post_layernorm
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         text = self.model.config.text_config
@@ -85,6 +93,14 @@ class BlipAnswerer(HubModel):
     family = BLIP_VQA
     model_class = "BlipForQuestionAnswering"
     about = "BLIP VQA: question tokens cross-attend to ViT patch tokens, then a decoder writes a short answer"
+
+    def attention_probe(self) -> "BlipAnswerProbe":
+        return BlipAnswerProbe(self)
+
+    @property
+    def vision_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the last image tokens before they meet the text."""
+        return self.model.vision_model.post_layernorm
     max_answer_tokens = 10
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -188,14 +204,6 @@ class BlipAnswerer(HubModel):
         _, attn = self._encode(inputs.pixels, x["question_ids"], x["question_mask"], attentions=True)
         return renormalise(attn).cpu()
 
-    def attention_probe(self) -> "BlipCaptionProbe":
-        return BlipCaptionProbe(self)
-
-    @property
-    def vision_layer(self) -> nn.Module:
-        """Grad-CAM's layer: the last image tokens before they meet the text."""
-        return self.model.vision_model.post_layernorm
-
 
 class BlipCaptionProbe(HubProbe):
     """The ViT's self-attention, then per decoder layer the text self-attention and the cross-attention."""
@@ -207,14 +215,6 @@ class BlipCaptionProbe(HubProbe):
         vision, text = outs
         steps = self.image_side(vision.attentions) + self.decoder(text.attentions, text.cross_attentions)
         return self.image_record(steps, vision.attentions[0].shape[-1], text.attentions[0].shape[-1])
-
-    def attention_probe(self) -> "BlipAnswerProbe":
-        return BlipAnswerProbe(self)
-
-    @property
-    def vision_layer(self) -> nn.Module:
-        """Grad-CAM's layer: the last image tokens before they meet the text."""
-        return self.model.vision_model.post_layernorm
 
 
 class BlipAnswerProbe(BlipCaptionProbe):

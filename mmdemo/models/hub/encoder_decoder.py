@@ -22,6 +22,14 @@ class EncoderDecoderCaptioner(Captioner):
     family = ENCODER_DECODER
     model_class = "VisionEncoderDecoderModel"
 
+    def attention_probe(self) -> "EncoderDecoderProbe":
+        return EncoderDecoderProbe(self)
+
+    @property
+    def vision_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the last image tokens before they meet the text."""
+        return self.model.encoder.layernorm
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         tok = self.tokenizer
@@ -99,14 +107,6 @@ def assemble_vit_bert(encoder: str | Path, decoder: str | Path, folder: str | Pa
     tokenizer.save_pretrained(folder)
     image_processor.save_pretrained(folder)
     return folder
-
-    def attention_probe(self) -> "EncoderDecoderProbe":
-        return EncoderDecoderProbe(self)
-
-    @property
-    def vision_layer(self) -> nn.Module:
-        """Grad-CAM's layer: the last image tokens before they meet the text."""
-        return self.model.encoder.layernorm
 
 
 class EncoderDecoderProbe(HubProbe):

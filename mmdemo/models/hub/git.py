@@ -23,6 +23,14 @@ class GitCaptioner(Captioner):
     model_class = "GitForCausalLM"
     about = "GIT captioner: CLIP image tokens are the prefix a text decoder continues with a caption"
 
+    def attention_probe(self) -> "GitProbe":
+        return GitProbe(self)
+
+    @property
+    def vision_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the last image tokens before they meet the text."""
+        return self.model.git.image_encoder.vision_model.post_layernorm
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         cfg, tok = self.model.config, self.tokenizer
@@ -54,14 +62,6 @@ class GitCaptioner(Captioner):
             return logits, None
         P = self.grid[0] * self.grid[1]
         return logits, torch.stack(out.attentions)[:, :, :, I:, I - P:I]  # (L, B, heads, S, h*w)
-
-    def attention_probe(self) -> "GitProbe":
-        return GitProbe(self)
-
-    @property
-    def vision_layer(self) -> nn.Module:
-        """Grad-CAM's layer: the last image tokens before they meet the text."""
-        return self.model.git.image_encoder.vision_model.post_layernorm
 
 
 class GitProbe(HubProbe):

@@ -29,6 +29,15 @@ class ViltAnswerer(HubModel):
     family = VILT_VQA
     model_class = "ViltForQuestionAnswering"
 
+    def attention_probe(self) -> "ViltProbe":
+        return ViltProbe(self)
+
+    @property
+    def vision_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the last image tokens before they meet the text."""
+        # single stream: the last layer's output reaches the answer only through [CLS]; take the input of the last one
+        return self.model.vilt.encoder.layer[-2]
+
     def __init__(self, *args: Any, **kwargs: Any):
         model = args[0]
         cfg = model.config
@@ -123,15 +132,6 @@ class ViltAnswerer(HubModel):
         x = inputs.extra
         _, attn = self._forward(inputs.pixels, x["question_ids"], x["question_mask"], attentions=True)
         return renormalise(attn).cpu()
-
-    def attention_probe(self) -> "ViltProbe":
-        return ViltProbe(self)
-
-    @property
-    def vision_layer(self) -> nn.Module:
-        """Grad-CAM's layer: the last image tokens before they meet the text."""
-        # single stream: the last layer's output reaches the answer only through [CLS]; take the input of the last one
-        return self.model.vilt.encoder.layer[-2]
 
 
 class ViltProbe(HubProbe):
