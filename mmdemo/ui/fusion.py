@@ -10,10 +10,10 @@ from ..errors import InputError
 from ..models.base import Target
 from .common import Shared, handler, overlay
 
-ABOUT = {
-    "shapes-early": "early — words and patches in one transformer (VisualBERT, ViLT)",
-    "shapes-cross": "cross — the text stream cross-attends to the image (LXMERT, BLIP)",
-    "shapes-late": "late — separate encoders, joined only at the answer head",
+ABOUT = {                               # by fusion kind (ModelInfo.fusion)
+    "early": "early — words and patches in one transformer (VisualBERT, ViLT)",
+    "cross": "cross — the text stream cross-attends to the image (LXMERT, BLIP)",
+    "late": "late — separate encoders, joined only at the answer head",
 }
 COLUMNS = ["model", "fusion", "answer", "probability", "image share", "text share"]
 
@@ -22,11 +22,12 @@ def build(shared: Shared) -> None:
     service = shared.service
     names = service.fusion_models()
     if not names:
-        gr.Markdown("The fusion variants (`shapes-early`, `shapes-cross`, `shapes-late`) are not trained on "
-                    "this machine yet; this tab compares them once their weights are in `assets/models/`.")
+        gr.Markdown("No shapes-world model that answers questions is on this machine; this tab compares the "
+                    "early, cross and late fusion variants once their weights are in `assets/models/`.")
     else:
+        fusions = {c.name: c.fusion for c in service.models("vqa")}
         gr.Markdown("The same image and question through each fusion strategy whose weights are here: "
-                    + "; ".join(f"**{n}**: {ABOUT.get(n, '')}" for n in names) + ".")
+                    + "; ".join(f"**{n}**: {ABOUT.get(fusions.get(n, ''), '')}" for n in names) + ".")
     methods = _methods(service, names)
     layers = _most_layers(service, names)
     with gr.Row():
