@@ -170,3 +170,13 @@ def test_no_token_for_a_repo_id_means_no_sync(monkeypatch, tmp_path):
     monkeypatch.setenv("MMDEMO_HUB_DATASET", "ana/corrections")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     assert HubSync.from_env(tmp_path) is None
+
+
+def test_a_store_that_keeps_images_in_its_database_restores_them_too(env):
+    """PostgreSQL and in-memory SQLite keep image bytes in a table: the restore fills that table."""
+    data, mirror = env
+    with open_store() as store:
+        save_fifty(store)
+        before = snapshot(store)
+    with open_store("sqlite://") as memory:              # empty, images in the database
+        assert snapshot(memory) == before
