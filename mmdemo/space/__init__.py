@@ -8,7 +8,7 @@ the same from the command line. No torch, no gradio, no network here.
 """
 from ._hardware import HARDWARE, Hardware
 from ._preload import PRELOAD_FILES, preload_entry
-from .generate import SpaceSpec, front_matter, generate, plan, requirements
+from ._folder import SpaceSpec, front_matter, generate, plan, requirements
 
 __all__ = ["HARDWARE", "PRELOAD_FILES", "Hardware", "SpaceSpec", "front_matter", "generate",
            "plan", "preload_entry", "requirements"]

@@ -6,7 +6,7 @@ import json
 
 
 def _cmd_space(args: argparse.Namespace) -> int:
-    from .generate import generate
+    from ._folder import generate
 
     summary = generate(args.hardware, args.models, args.out, dataset=args.dataset, force=args.force)
     if args.json:
