@@ -40,7 +40,8 @@ class Access:
         return bool(user) and user.casefold() in self.admins
 
     def annotator(self, user: str | None, typed: str | None = None) -> str | None:
-        """The name recorded with a save: the logged-in user with OAuth (a typed name is ignored), else the typed one."""
+        """The name recorded with a save: the logged-in user with OAuth (a typed name is ignored), else the typed
+        one."""
         if not self.oauth:
             return (typed or "").strip() or None
         if not user:
