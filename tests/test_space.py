@@ -108,7 +108,10 @@ def test_the_package_and_the_named_weights_are_copied(spaces):
     assert (folder / "assets" / "examples" / "scene-1.png").is_file()
     app = (folder / "app.py").read_text()
     assert "MMDEMO_MODELS', 'shapes-cross,photo-lite'" in app and "MMDEMO_DEFAULT_MODEL', 'shapes-cross'" in app
-    assert "MMDEMO_HUB_DATASET" not in app and "MMDEMO_HUB_DATASET" in (spaces["zero-gpu"][0] / "app.py").read_text()
+    assert "MMDEMO_HUB_DATASET" not in app and "import spaces" not in app
+    zero = (spaces["zero-gpu"][0] / "app.py").read_text()
+    assert "MMDEMO_HUB_DATASET', 'ana/mmdemo-corrections'" in zero
+    assert zero.index("import spaces") < zero.index("from mmdemo")     # before anything imports torch
     assert summary["files"] == [".gitattributes", "README.md", "app.py", "assets/", "mmdemo/", "requirements.txt"]
 
 
@@ -143,7 +146,8 @@ def test_the_copied_package_compiles_on_zero_gpu_python():
         pytest.skip("no python3.10 here")
     res = subprocess.run([py310, "-c", "import ast, pathlib, sys; [ast.parse(p.read_text(), str(p)) for p in "
                           "pathlib.Path(sys.argv[1]).rglob('*.py')]", str(ROOT / "mmdemo")],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYENV_VERSION": "3.10.13"})   # pyenv: pick its 3.10
     if res.returncode == 127:
         pytest.skip("python3.10 shim without an interpreter")
     assert res.returncode == 0, res.stderr
