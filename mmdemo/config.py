@@ -28,6 +28,8 @@ class Settings:
     max_upload_bytes: int = 25 * 2**20       # MMDEMO_MAX_UPLOAD_BYTES: refuse larger files
     device: str | None = None                # MMDEMO_DEVICE: "cpu", "cuda", … (None: cuda when present)
     extra_models: tuple[str, ...] = field(default_factory=tuple)  # MMDEMO_MODELS: comma list offered in the UI
+    oauth: bool = False                      # MMDEMO_OAUTH=1, or OAUTH_CLIENT_ID (a Space with hf_oauth): logins count
+    admins: tuple[str, ...] = field(default_factory=tuple)  # MMDEMO_ADMINS: comma list (default: SPACE_AUTHOR_NAME)
 
 
 def settings() -> Settings:
@@ -40,5 +42,16 @@ def settings() -> Settings:
         max_pixels=_int("MMDEMO_MAX_PIXELS", 40_000_000),
         max_upload_bytes=_int("MMDEMO_MAX_UPLOAD_BYTES", 25 * 2**20),
         device=env.get("MMDEMO_DEVICE") or None,
-        extra_models=tuple(m.strip() for m in env.get("MMDEMO_MODELS", "").split(",") if m.strip()),
+        extra_models=_names(env.get("MMDEMO_MODELS", "")),
+        oauth=_flag(env.get("MMDEMO_OAUTH")) if (env.get("MMDEMO_OAUTH") or "").strip()
+        else bool((env.get("OAUTH_CLIENT_ID") or "").strip()),
+        admins=_names(env.get("MMDEMO_ADMINS", "")) or _names(env.get("SPACE_AUTHOR_NAME", "")),
     )
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in raw.split(",") if m.strip())
+
+
+def _flag(raw: str | None) -> bool:
+    return (raw or "").strip().lower() in ("1", "true", "yes", "on")

@@ -392,10 +392,10 @@ def test_hub_sync_writes_a_shard_per_process(tmp_path, monkeypatch):
     assert HubSync.from_env(tmp_path) is None                # not asked for
     monkeypatch.setenv("MMDEMO_HUB_DATASET", "org/corrections")
     assert HubSync.from_env(tmp_path) is None                # no token: off
-    folder = HubSync.shard_folder(tmp_path)
-    assert folder.parent == tmp_path / "hub_sync" and str(os.getpid()) in folder.name
-    assert HubSync.shard_folder(tmp_path) != folder          # two stores in one process: two shards
-    sync = HubSync(folder)
+    assert HubSync.mirror_folder(tmp_path) == tmp_path / "hub_mirror"
+    sync = HubSync(tmp_path / "mirror")
+    assert HubSync(tmp_path / "mirror").shard != sync.shard  # two stores in one process: two shards
+    assert sync.shard.parent == tmp_path / "mirror" / "data" and str(os.getpid()) in sync.shard.name
     s = open_store(f"sqlite:///{tmp_path / 'c.db'}", sync=sync)
     cid = s.add(make_image(20), "a red circle", "a blue circle <b>", model="m")
     s.update(cid, "a green circle", "ana")

@@ -1,69 +1,113 @@
-"""Optional push of saved corrections to a Hugging Face dataset repo, as JSON Lines shards.
+"""Corrections mirrored as dataset shards, so they survive a restart (a Space's disk is wiped at each one).
 
-On when MMDEMO_HUB_DATASET (e.g. "org/corrections") and HF_TOKEN are set and huggingface_hub is
-installed. Each process appends to its own shard, `<data_dir>/hub_sync/<host>-<pid>-<rand>/corrections.jsonl`,
-and a `huggingface_hub.CommitScheduler` commits that folder to `data/<same name>/` in the repo every
-few minutes, so replicas never write the same file. A shard line is the correction as saved at
-that moment (add, update, delete, restore): readers keep the last line per `id`.
+`MMDEMO_HUB_DATASET` says where: a Hugging Face dataset repo id (`user/corrections`; needs `HF_TOKEN`), or a local
+folder used in its place with the same layout (an absolute path, one starting with `.` or `~`, or an existing
+folder). The mirror format:
+
+    data/corrections-<writer>.jsonl   one JSON object per line: a correction as it was saved at that moment
+                                       (`Correction.to_dict(history=True)`: every field, every version, deleted
+                                       or not) plus `saved_at`; <writer> = host-pid-random, one file per process
+    images/<ab>/<sha256>.png           each image once, the PNG bytes exactly as the store keeps them
+
+A reader keeps, per correction id, the line with the latest `saved_at` (file order breaks ties); a line that does
+not parse (a shard cut mid-write) is skipped. Older shards without `history` restore as one version.
+
+Folder mode writes lines and images straight into the folder. Repo mode writes them into `<data_dir>/hub_mirror/`,
+which `huggingface_hub.CommitScheduler` commits to the dataset every few minutes (and once more on close). On
+start-up an empty store restores itself: from the folder, or from the repo's files fetched with
+`huggingface_hub.snapshot_download`. A failure to push or to restore is logged; saving never fails because of it.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 log = logging.getLogger(__name__)
 
 EVERY_MINUTES = 5.0
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+PATTERNS = ["data/*.jsonl", "images/*.png"]                # what is pushed and fetched
+
+
+def is_folder(target: str) -> bool:
+    """Is MMDEMO_HUB_DATASET a local folder (rather than a dataset repo id)?"""
+    path = Path(target).expanduser()
+    return (path.is_absolute() or target.startswith((".", "~")) or path.is_dir()
+            or not _REPO_ID.fullmatch(target) or ".." in target)
+
+
+def image_path(folder: Path, image_hash: str) -> Path:
+    return folder / "images" / image_hash[:2] / f"{image_hash}.png"
 
 
 class HubSync:
-    """Appends records to this process's shard; `scheduler` (a CommitScheduler, or None) pushes it."""
+    """Writes each saved correction (and its image, once) into the mirror folder; `scheduler` pushes that folder.
 
-    def __init__(self, folder: Path, scheduler: Any | None = None):
-        self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.shard = folder / "corrections.jsonl"
+    folder: the mirror (the dataset folder itself in folder mode). repo_id/token: where restore() downloads from
+    (None in folder mode: it reads `folder`).
+    """
+
+    def __init__(self, folder: Path, scheduler: Any | None = None, *, repo_id: str | None = None,
+                 token: str | None = None):
+        self.folder = Path(folder)
+        (self.folder / "data").mkdir(parents=True, exist_ok=True)
+        writer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.shard = self.folder / "data" / f"corrections-{writer}.jsonl"
         self.scheduler = scheduler
-        # The scheduler holds its lock while it uploads; appending under it keeps lines whole.
+        self.repo_id = repo_id
+        self.token = token
+        # The scheduler holds its lock while it uploads; writing under it keeps lines and images whole.
         self._lock = getattr(scheduler, "lock", None) or threading.Lock()
 
     @staticmethod
-    def shard_folder(data_dir: Path) -> Path:
-        name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        return Path(data_dir) / "hub_sync" / name
+    def mirror_folder(data_dir: Path) -> Path:
+        return Path(data_dir) / "hub_mirror"
 
     @classmethod
     def from_env(cls, data_dir: Path) -> "HubSync | None":
-        """The sync the environment asks for, or None (not asked, or huggingface_hub missing)."""
-        repo_id = os.environ.get("MMDEMO_HUB_DATASET", "").strip()
+        """The sync the environment asks for, or None (not asked; a repo id without HF_TOKEN or huggingface_hub)."""
+        target = os.environ.get("MMDEMO_HUB_DATASET", "").strip()
+        if not target:
+            return None
+        if is_folder(target):
+            return cls(Path(target).expanduser())
         token = os.environ.get("HF_TOKEN", "").strip()
-        if not repo_id or not token:
+        if not token:
+            log.warning("MMDEMO_HUB_DATASET=%s but no HF_TOKEN: corrections are not mirrored", target)
             return None
         try:
             from huggingface_hub import CommitScheduler
         except ImportError:
             log.warning("MMDEMO_HUB_DATASET is set but huggingface_hub is not installed: no hub sync")
             return None
-        folder = cls.shard_folder(data_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = cls.mirror_folder(data_dir)
+        (folder / "data").mkdir(parents=True, exist_ok=True)
         try:  # creates the repo if needed: network
-            scheduler = CommitScheduler(repo_id=repo_id, repo_type="dataset", folder_path=folder,
-                                        path_in_repo=f"data/{folder.name}", every=EVERY_MINUTES, token=token,
-                                        private=True)
-        except Exception as e:  # noqa: BLE001 - saving must go on; the shard is kept on disk
-            log.warning("hub sync: cannot reach dataset %s (%s); corrections stay in %s", repo_id, e, folder)
+            scheduler = CommitScheduler(repo_id=target, repo_type="dataset", folder_path=folder, path_in_repo="",
+                                        every=EVERY_MINUTES, token=token, private=True, allow_patterns=PATTERNS)
+        except Exception as e:  # noqa: BLE001 - saving must go on; the mirror is kept on disk
+            log.warning("hub sync: cannot reach dataset %s (%s); corrections stay in %s", target, e, folder)
             scheduler = None
-        return cls(folder, scheduler)
+        return cls(folder, scheduler, repo_id=target, token=token)
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+    # --- writing ---------------------------------------------------------------------------------
+    def needs_image(self, image_hash: str) -> bool:
+        return not image_path(self.folder, image_hash).is_file()
+
+    def append(self, record: dict[str, Any], image: bytes | None = None) -> None:
+        """Mirror one saved state of a correction; `image`: its PNG bytes when the mirror lacks them."""
+        line = json.dumps({**record, "saved_at": _now()}, ensure_ascii=False, sort_keys=True) + "\n"
         with self._lock:
+            if image is not None and self.needs_image(record["image_hash"]):
+                _write_whole(image_path(self.folder, record["image_hash"]), image)   # before the line naming it
             with open(self.shard, "a", encoding="utf-8") as f:
                 f.write(line)
 
@@ -73,5 +117,81 @@ class HubSync:
             try:
                 self.scheduler.trigger().result()
                 self.scheduler.stop()
-            except Exception as e:  # noqa: BLE001 - shutdown must not raise; the shard stays on disk
+            except Exception as e:  # noqa: BLE001 - shutdown must not raise; the mirror stays on disk
                 log.warning("hub sync: last push failed: %s", e)
+
+    # --- reading ---------------------------------------------------------------------------------
+    def source(self) -> Path | None:
+        """The folder to restore from: this folder, or the dataset's files downloaded now (None if unreachable)."""
+        if self.repo_id is None:
+            return self.folder
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(self.repo_id, repo_type="dataset", token=self.token,
+                                          allow_patterns=PATTERNS))
+        except Exception as e:  # noqa: BLE001 - a first start (no repo yet) or no network: start empty
+            log.warning("hub sync: cannot download dataset %s to restore from (%s)", self.repo_id, e)
+            return None
+
+    def restore(self, store: Any) -> int:
+        """Fill an EMPTY store from the dataset's shards; return how many corrections came back (0 if not empty)."""
+        if store.count(include_deleted=True) > 0:
+            return 0
+        folder = self.source()
+        if folder is None:
+            return 0
+        from ._restore import restore_records
+
+        n = restore_records(store, latest_records(folder), lambda h: _read(image_path(folder, h)))
+        if n:
+            log.info("restored %d corrections from %s", n, self.repo_id or folder)
+        return n
+
+
+def read_records(folder: Path) -> Iterator[dict[str, Any]]:
+    """Every parseable line of every shard under folder/data/ (any depth), in file order."""
+    for shard in sorted((Path(folder) / "data").rglob("*.jsonl")):
+        with open(shard, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("id"), str):
+                    yield record
+
+
+def latest_records(folder: Path) -> list[dict[str, Any]]:
+    """One record per correction id: the latest saved state (older shards carry no saved_at: updated_at stands in)."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in read_records(folder):
+        old = best.get(r["id"])
+        if old is None or _stamp(r) >= _stamp(old):
+            best[r["id"]] = r
+    return sorted(best.values(), key=lambda r: (r.get("created_at") or "", r["id"]))
+
+
+def _stamp(record: dict[str, Any]) -> str:
+    return str(record.get("saved_at") or record.get("updated_at") or "")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -404,7 +404,11 @@ class Store:
         if self._sync is None:
             return
         try:
-            self._sync.append(self.get(id).to_dict())
+            c = self.get(id)
+            png = None
+            if getattr(self._sync, "needs_image", lambda h: False)(c.image_hash) and self.has_image(c.image_hash):
+                png = self.image_bytes(c.image_hash)
+            self._sync.append(c.to_dict(history=True), png)
         except Exception as e:  # noqa: BLE001 - the row is committed; the dataset push is best effort
             log.warning("hub sync: could not queue correction %s: %s", id, e)
 
@@ -550,7 +554,8 @@ def open_store(url: str | None = None, *, timeout_s: float = 10.0, synchronous: 
     `synchronous`: SQLite's fsync policy. NORMAL (WAL): every id returned survives a crash or
     SIGKILL of any process, and the file is never corrupted; a power cut may roll back the last
     commits. FULL also keeps those through a power cut, at one fsync per save.
-    `sync`: "env" → the Hugging Face dataset sync when MMDEMO_HUB_DATASET and HF_TOKEN are set; None → off.
+    `sync`: "env" → the dataset mirror MMDEMO_HUB_DATASET asks for (a repo id with HF_TOKEN, or a local folder; see
+    hub_sync), which also restores an empty store on opening; None → off.
     """
     if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
         raise InputError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -595,7 +600,16 @@ def open_store(url: str | None = None, *, timeout_s: float = 10.0, synchronous: 
         from .hub_sync import HubSync
         sync = HubSync.from_env(cfg.data_dir)
     try:
-        return Store(engine, images, where, sync=sync, timeout_s=timeout_s, gate=gate)
+        store = Store(engine, images, where, sync=sync, timeout_s=timeout_s, gate=gate)
     except BaseException:
         engine.dispose()
         raise
+    if sync is not None and hasattr(sync, "restore"):
+        try:
+            sync.restore(store)         # only an empty store; rows, versions and images from the dataset's shards
+        except StoreError:
+            store.close()
+            raise
+        except Exception as e:  # noqa: BLE001 - a bad mirror must not keep the app from starting
+            log.warning("could not restore corrections from the dataset: %s", e)
+    return store

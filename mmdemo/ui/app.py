@@ -35,6 +35,8 @@ def build_app(service: Service | None = None, *, warm: bool = True) -> gr.Blocks
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nPick an example or drop in an image, then caption it, ask about it, see where "
                     "the model looked, compare fusion strategies, and correct what it got wrong.")
+        if settings().oauth:                # logins count: saving needs one, exports need an admin (mmdemo.access)
+            gr.LoginButton(elem_id="login")
         shared = Shared(
             service=service,
             image=ImageInput(type="pil", sources=["upload", "clipboard", "webcam"], label="Image",

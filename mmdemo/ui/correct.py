@@ -2,11 +2,11 @@
 through a queue of uploaded images."""
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import gradio as gr
 
+from ..access import Access
 from ..errors import MmdemoError
 from .common import Shared, handler, plain
 
@@ -17,20 +17,19 @@ _DIFF_CLASS = {"equal": None, "delete": "removed", "insert": "added"}
 def build(shared: Shared) -> gr.Markdown:
     """Build the tab; returns the running-count Markdown (the app refreshes it on load)."""
     service = shared.service
-    oauth = bool(os.environ.get("OAUTH_CLIENT_ID"))        # set on a Space with `hf_oauth: true`
+    rules = Access.from_settings()          # with OAuth on, the logged-in user is the annotator (login: app header)
+    oauth = rules.oauth
     count = gr.Markdown(elem_id="correct-count")
     with gr.Row():
         task = gr.Radio([("Caption", "caption"), ("Answer", "vqa")], value="caption", label="Correct the model's",
                         scale=1)
-        if oauth:
-            gr.LoginButton(scale=1)
     output = gr.Textbox(label="Model output", interactive=False, elem_id="correct-output")
     question = gr.Textbox(label="Question (answers only)", visible=False, elem_id="correct-question")
     corrected = gr.Textbox(label="Your correction", lines=2, elem_id="correct-text",
                            placeholder="edit the model's words into what the image shows")
     with gr.Row():
-        annotator = gr.Textbox(label="Annotator" + (" (your Hugging Face name when logged in)" if oauth else ""),
-                               max_lines=1, scale=1, elem_id="correct-annotator")
+        annotator = gr.Textbox(label="Annotator", max_lines=1, scale=1, elem_id="correct-annotator",
+                               visible=not oauth)   # with logins, the saved name is the logged-in user's
         note = gr.Textbox(label="Note (optional)", max_lines=1, scale=2)
     save = gr.Button("Save correction", variant="primary", elem_id="correct-save")
     diff = gr.HighlightedText(label="Word diff (red: the model's words you removed, green: yours)",
@@ -51,11 +50,12 @@ def build(shared: Shared) -> gr.Markdown:
     def save_correction(image: Any, model: str, task: str, model_output: str, question: str, corrected: str,
                         annotator: str, note: str, caption_state: dict | None,
                         profile: gr.OAuthProfile | None) -> dict[str, Any]:
-        """Save a corrected caption (task "caption") or answer ("vqa"). Returns {id, count, diff: [{op, text}]}."""
+        """Save a corrected caption (task "caption") or answer ("vqa"). Returns {id, count, diff: [{op, text}]}.
+        With logins on, only a logged-in user may save, and that user is recorded (`annotator` is ignored)."""
+        who = rules.annotator(profile.username if profile is not None else None, annotator)
         decoding = None
         if task == "caption" and caption_state and caption_state.get("caption") == model_output:
             decoding = caption_state.get("decoding")
-        who = profile.username if profile is not None else (annotator or None)
         out = service.save_correction(image, model_output or None, corrected, model_name=model, task=task,
                                       question=question if task == "vqa" else None, annotator=who,
                                       note=note or None, decoding=decoding)

@@ -5,6 +5,7 @@ from typing import Any
 
 import gradio as gr
 
+from ..access import Access
 from .common import handler
 
 COLUMNS = ["corrected", "model_output", "annotator", "model", "task", "question", "note", "edit_rate",
@@ -15,6 +16,7 @@ PAGE = 200
 
 def build(service, tab: gr.Tab) -> None:
     """Build the tab's contents; opening `tab` refreshes the table."""
+    rules = Access.from_settings()
     with gr.Row():
         model = gr.Textbox(label="Model", max_lines=1, placeholder="any", scale=1)
         task = gr.Dropdown([("any", ""), ("caption", "caption"), ("vqa", "vqa")], value="", label="Task", scale=1)
@@ -34,10 +36,12 @@ def build(service, tab: gr.Tab) -> None:
     download = gr.File(label="Download", interactive=False, elem_id="dataset-download")
 
     @handler
-    def corrections(model: str, task: str, annotator: str, search: str):
-        """The saved corrections matching the filters, newest first, as a table (at most 200 rows)."""
+    def corrections(model: str, task: str, annotator: str, search: str, profile: gr.OAuthProfile | None):
+        """The saved corrections matching the filters, newest first, as a table (at most 200 rows). Admins only
+        when logins are on."""
         import pandas as pd
 
+        rules.require_admin(_user(profile), "The corrections table and its annotator names")
         rows = service.corrections(model=(model or "").strip(), task=task or None,
                                    annotator=(annotator or "").strip(), search=(search or "").strip(), limit=PAGE)
         data = [{"created_at": c.created_at.strftime("%Y-%m-%d %H:%M:%S"), "model": c.model, "task": c.task,
@@ -47,13 +51,16 @@ def build(service, tab: gr.Tab) -> None:
         return pd.DataFrame(data, columns=COLUMNS)
 
     @handler
-    def statistics() -> dict[str, Any]:
-        """Counts of saved corrections by model, task and annotator, and the mean edit rate."""
-        return service.stats()
+    def statistics(profile: gr.OAuthProfile | None) -> dict[str, Any]:
+        """Counts of saved corrections by model, task and annotator (admins only when logins are on), and the mean
+        edit rate."""
+        return rules.stats(_user(profile), service.stats())
 
     @handler
-    def export(fmt: str) -> str:
-        """Every saved correction in one file: fmt is csv, jsonl, coco or parquet. Returns the file."""
+    def export(fmt: str, profile: gr.OAuthProfile | None) -> str:
+        """Every saved correction in one file: fmt is csv, jsonl, coco or parquet. Returns the file. Admins only
+        when logins are on."""
+        rules.require_admin(_user(profile), "Exports")
         return service.export(fmt)
 
     filters = [model, task, annotator, search]
@@ -62,6 +69,10 @@ def build(service, tab: gr.Tab) -> None:
         statistics, None, [stats], api_name="stats", concurrency_id="store").success(
         _figure, [stats], [plot], api_visibility="private", api_name="plot_stats", show_progress="hidden")
     export_button.click(export, [fmt], [download], api_name="export", concurrency_id="store")
+
+
+def _user(profile: gr.OAuthProfile | None) -> str | None:
+    return profile.username if profile is not None else None
 
 
 def _figure(numbers: dict[str, Any] | None):
