@@ -8,11 +8,11 @@
 """
 from .errors import ImageError, InputError, MmdemoError, StoreError, UnknownModelError, WeightsMissingError
 from .images import load_image
-from .models.base import Answer, Caption, ModelInfo, Target, VLModel
+from .models.base import Answer, Caption, Decoding, ModelInfo, Target, VLModel
 from .models.registry import list_models, load
 
 __version__ = "0.1.0"
 __all__ = [
-    "Answer", "Caption", "ImageError", "InputError", "MmdemoError", "ModelInfo", "StoreError", "Target",
+    "Answer", "Caption", "Decoding", "ImageError", "InputError", "MmdemoError", "ModelInfo", "StoreError", "Target",
     "UnknownModelError", "VLModel", "WeightsMissingError", "list_models", "load", "load_image",
 ]
