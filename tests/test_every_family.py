@@ -31,7 +31,7 @@ def models(tmp_path_factory):
     out = {name: name for name in EMBEDDED if get_entry(name).available()}
     for name, build in BUILDERS.items():
         build(root / name)
-        out[name] = str(root / name)
+        out[name] = str(root / name / "model" if name == "vit-bert" else root / name)
     return out
 
 
