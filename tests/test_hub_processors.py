@@ -304,10 +304,30 @@ def test_explanations_see_the_whole_photo_on_the_fixed_grid(models, folders, pho
                                atol=1e-5, rtol=0)
     for photo in photos:
         inputs = model.prepare([photo], [target])
-        stretched = photo.resize((max(photo.size),) * 2, Image.Resampling.BICUBIC)
+        side = min(max(photo.size), 2 * max(H, W))       # the longer side, at most twice the input's
+        stretched = photo.resize((side, side), Image.Resampling.BICUBIC)
         assert inputs.pixels.shape == (1, 3, H, W)
         torch.testing.assert_close(inputs.pixels, processor(images=[stretched], return_tensors="pt")["pixel_values"],
                                    atol=1e-5, rtol=0)
         e = explain(model, photo, target, "attention", cache=False)
         assert e.grid.shape == model.info.patch_grid and e.upsampled.shape == (photo.height, photo.width)
         assert np.isfinite(e.raw).all()
+
+
+# --- the command line goes through the same path -----------------------------------------------------------------
+def test_cli_answers_as_the_adapter_does(models, folders, photos, tmp_path):
+    """`python -m mmdemo ask PHOTO Q --model FOLDER --json` on a 97×61 photo gives the in-process ViLT answer."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "photo.png"
+    photos[2].save(path)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "MMDEMO_DEVICE": "cpu"}
+    out = subprocess.run([sys.executable, "-m", "mmdemo", "ask", str(path), QUESTIONS[0], "--model",
+                          str(folders["vilt"]), "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    want = models["vilt"].answer([load_image(path)], [QUESTIONS[0]])[0]
+    assert got["answer"] == want.answer and got["prob"] == pytest.approx(want.prob, abs=1e-5)

@@ -188,14 +188,20 @@ class HubModel(VLModel):
         """(B, 3, H, W) at `info.input_size`: the whole photo, through the image processor (after stretching it to a
         square where the family sets `square_first`), so explanation maps lie on `info.patch_grid`."""
         if self.square_first:
-            images = [im if not isinstance(im, Image.Image) or im.width == im.height
-                      else im.resize((max(im.size),) * 2, self._resample()) for im in images]
+            images = [self._square(im) for im in images]
         pixels = self._pixels(images)
         if tuple(pixels.shape[-2:]) != self.input_size:
             H, W = self.input_size
             raise InputError(f"{self.info.name!r}: its image processor makes {pixels.shape[-2]}×{pixels.shape[-1]} px "
                              f"inputs but its vision config expects {H}×{W}; explanations need the config's size")
         return pixels
+
+    def _square(self, im: Any) -> Any:
+        """The photo stretched to a square of its longer side, at most twice the input's (the processor shrinks it)."""
+        if not isinstance(im, Image.Image) or im.width == im.height:
+            return im
+        side = min(max(im.size), 2 * max(self.input_size))
+        return im.resize((side, side), self._resample())
 
     def _resample(self) -> Image.Resampling:
         """The image processor's resampling filter (bicubic when it names none)."""
