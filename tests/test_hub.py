@@ -81,7 +81,9 @@ def save_vilt(folder: Path) -> None:
                         num_labels=len(ANSWERS), id2label=dict(enumerate(ANSWERS)),
                         label2id={a: i for i, a in enumerate(ANSWERS)}, **TINY)
     ViltForQuestionAnswering(config).save_pretrained(folder)
-    ViltProcessor(ViltImageProcessor(size={"shortest_edge": 32}), bert_tokenizer()).save_pretrained(folder)
+    # size_divisor 8 (one patch): with the default 32, a 20×50 photo's short side would shrink to 0 px
+    images = ViltImageProcessor(size={"shortest_edge": 32}, size_divisor=8)
+    ViltProcessor(images, bert_tokenizer()).save_pretrained(folder)
 
 
 def save_git(folder: Path) -> None:
@@ -173,6 +175,12 @@ def images():
 QUESTIONS = ["what color is the cat?", "is the dog on the red dog"]
 
 
+def squares(images):
+    """The images stretched to squares: where captions or answers see a centre crop (GIT) or keep the aspect (ViLT),
+    explanations see the photo stretched to a square, so the two agree exactly on square photos."""
+    return [im.resize((max(im.size),) * 2) for im in images]
+
+
 # --- loading ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, cls, fusion, tasks", [
     ("blip-caption", "BlipCaptioner", "cross", ("caption",)), ("blip-vqa", "BlipAnswerer", "cross", ("vqa",)),
@@ -200,6 +208,7 @@ def test_folder_of_unknown_family_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("name", CAPTIONERS)
 def test_caption_score_equals_generation_log_probs(models, images, name):
     model = models[name]
+    images = squares(images) if name == "git" else images
     caps = model.caption(images, Decoding(max_new_tokens=8))
     assert len(caps) == 2 and all(isinstance(c, Caption) and c.text for c in caps)
     assert all(0 < p <= 1 for c in caps for _, p in c.tokens)
@@ -264,6 +273,7 @@ def test_blip_answer_prob_is_exp_of_its_score(models, images):
 
 def test_vilt_answers_come_from_its_label_set(models, images):
     model = models["vilt"]
+    images = squares(images)
     answers = model.answer(images, QUESTIONS, top_k=2)
     assert all(a.answer in ANSWERS and len(a.top_k) == 2 for a in answers)
     inputs = model.prepare(images, [Target("answer", a.answer, question=q) for a, q in zip(answers, QUESTIONS)])
@@ -275,11 +285,18 @@ def test_vilt_answers_come_from_its_label_set(models, images):
 
 
 def test_vilt_raster_order_changes_nothing_but_the_columns(models, images):
-    """Our path (all patches, put back in raster order) gives the logits of transformers' own ViLT forward."""
+    """Our path (all patches, put back in raster order) gives the logits of transformers' own ViLT forward, for
+    photos of two shapes padded into one batch (pixel_mask) as for one square batch."""
     model = models["vilt"]
     q = model._questions(QUESTIONS, 16)
-    pixels = model._pixels(images)
+    batch = model._processed(images)
+    assert batch["pixel_mask"].min() == 0                # the two photos differ in shape: one is padded
+    pixels = model._explain_pixels(images)
     with torch.no_grad():
+        ours, _ = model._forward(batch["pixel_values"], q["input_ids"], q["attention_mask"],
+                                 pixel_mask=batch["pixel_mask"])
+        theirs = model.model(**q, **batch).logits
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
         ours, _ = model._forward(pixels, q["input_ids"], q["attention_mask"])
         theirs = model.model(**q, pixel_values=pixels, pixel_mask=torch.ones(2, 32, 32, dtype=torch.long)).logits
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -78,8 +77,11 @@ class PatchTap(nn.Identity):
 class HubModel(VLModel):
     """A transformers vision-language model behind the mmdemo protocol.
 
-    Images: every image is resized whole (no crop) to `info.input_size`, then rescaled and normalised with the
-    checkpoint's image-processor mean and std, so each cell of `info.patch_grid` maps onto the image the user sees.
+    Images: `caption` and `answer` see exactly what the checkpoint's own image processor (AutoImageProcessor) makes of
+    a photo. Explanations (`prepare`) see the whole photo at `info.input_size`, so every map lies on
+    `info.patch_grid` and each cell covers the part of the photo the user sees: for BLIP and ViT that is the
+    processor's own output; families whose processor crops (GIT) or keeps the aspect ratio (ViLT) set `square_first`
+    and the photo is stretched to a square before their processor sees it (identical for square photos).
     Attention is eager (attention probabilities are what the maps show; SDPA/flash kernels do not return them).
     Parameters are frozen: gradients flow only to pixels and to activations that explanation methods hook.
     """
@@ -87,6 +89,7 @@ class HubModel(VLModel):
     family: ClassVar[Family]
     model_class: ClassVar[str]          # the transformers class that loads the checkpoint
     about: ClassVar[str] = ""           # first half of ModelInfo.knows
+    square_first: ClassVar[bool] = False  # explanations stretch the photo to a square before the processor sees it
     max_batch: int = MAX_BATCH
 
     def __init__(self, model: nn.Module, tokenizer: Any, image_processor: Any, *, name: str,
@@ -99,7 +102,7 @@ class HubModel(VLModel):
         self.input_size = pair(vision.image_size)           # (H, W)
         self.patch = pair(vision.patch_size)
         self.grid = (self.input_size[0] // self.patch[0], self.input_size[1] // self.patch[1])
-        self._set_normalisation(image_processor)
+        self.image_processor = image_processor
         self._tap = PatchTap(self._patch_layer())
         H, W = self.input_size
         knows = f"{self._about()}; sees the image resized to {H}×{W} px as a {self.grid[0]}×{self.grid[1]} grid of patches"
@@ -144,29 +147,51 @@ class HubModel(VLModel):
         """Patch tokens (B, h*w, D) in raster order, before position embeddings, CLS excluded (see PatchTap)."""
         return self._tap
 
-    def _set_normalisation(self, image_processor: Any) -> None:
-        mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
-        std = getattr(image_processor, "image_std", None) or (0.5, 0.5, 0.5)
-        if getattr(image_processor, "do_normalize", True) is False:
-            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]   # (3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
-        self.rescale = float(getattr(image_processor, "rescale_factor", None) or 1 / 255)
-        try:
-            self.resample = Image.Resampling(int(getattr(image_processor, "resample", Image.Resampling.BICUBIC)))
-        except (TypeError, ValueError):
-            self.resample = Image.Resampling.BICUBIC
-
-    def _pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(B, 3, H, W) normalised pixels on the model's device and dtype."""
-        H, W = self.input_size
-        arrays = []
+    def _processed(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
+        """The checkpoint's own image processor on the images: pixel_values (B, 3, H, W) on the model's device and
+        dtype, and whatever else it returns (ViLT: pixel_mask (B, H, W), 0 where a smaller image was padded)."""
+        rgb = []
         for im in images:
             if not isinstance(im, Image.Image):
                 raise InputError(f"expected a PIL image, got {type(im).__name__}")
-            arrays.append(np.asarray(im.convert("RGB").resize((W, H), self.resample), dtype=np.float32))
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) * self.rescale  # (B, 3, H, W)
-        return ((x - self.mean) / self.std).to(self.device, self.dtype)
+            rgb.append(im.convert("RGB"))
+        try:
+            out = self.image_processor(images=rgb, return_tensors="pt")
+        except ValueError as e:             # e.g. ViLT: a side would shrink to 0 px on a very long, thin image
+            sizes = ", ".join(f"{im.width}×{im.height}" for im in rgb)
+            raise InputError(f"{self.info.name!r} cannot preprocess images of {sizes} px: "
+                             f"{str(e).strip().splitlines()[0]}") from None
+        return {k: v.to(self.device, self.dtype) if k == "pixel_values" else v.to(self.device) for k, v in out.items()}
+
+    def _pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(B, 3, H, W) normalised pixels, exactly as the checkpoint's image processor makes them."""
+        return self._processed(images)["pixel_values"]
+
+    def _explain_pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(B, 3, H, W) at `info.input_size`: the whole photo, through the image processor (after stretching it to a
+        square where the family sets `square_first`), so explanation maps lie on `info.patch_grid`."""
+        if self.square_first:
+            images = [self._square(im) for im in images]
+        pixels = self._pixels(images)
+        if tuple(pixels.shape[-2:]) != self.input_size:
+            H, W = self.input_size
+            raise InputError(f"{self.info.name!r}: its image processor makes {pixels.shape[-2]}×{pixels.shape[-1]} px "
+                             f"inputs but its vision config expects {H}×{W}; explanations need the config's size")
+        return pixels
+
+    def _square(self, im: Any) -> Any:
+        """The photo stretched to a square of its longer side, at most twice the input's (the processor shrinks it)."""
+        if not isinstance(im, Image.Image) or im.width == im.height:
+            return im
+        side = min(max(im.size), 2 * max(self.input_size))
+        return im.resize((side, side), self._resample())
+
+    def _resample(self) -> Image.Resampling:
+        """The image processor's resampling filter (bicubic when it names none)."""
+        try:
+            return Image.Resampling(int(getattr(self.image_processor, "resample", Image.Resampling.BICUBIC)))
+        except (TypeError, ValueError):
+            return Image.Resampling.BICUBIC
 
     def _require(self, task: str) -> None:
         if task not in self.info.tasks:
@@ -312,7 +337,7 @@ class Captioner(HubModel):
                 weight[i, t.token] = 1
         extra = {"input_ids": ids, "attention_mask": mask, "weight": weight,
                  "text_positions": torch.arange(1, T + 1).expand(B, T).clone()}
-        inputs = ExplainInputs(self._pixels(images), list(targets), [self._display(r) for r in rows], extra)
+        inputs = ExplainInputs(self._explain_pixels(images), list(targets), [self._display(r) for r in rows], extra)
         return inputs.to(self.device)
 
     def score(self, inputs: ExplainInputs, *, pixels: torch.Tensor | None = None) -> torch.Tensor:

@@ -182,7 +182,7 @@ class BlipAnswerer(HubModel):
         Tq = qmask.shape[1]
         extra = {"question_ids": q["input_ids"], "question_mask": q["attention_mask"], "answer_ids": ids,
                  "answer_mask": mask, "weight": weight, "text_positions": torch.arange(Tq).expand(B, Tq).clone()}
-        return ExplainInputs(self._pixels(images), list(targets), tokens, extra).to(self.device)
+        return ExplainInputs(self._explain_pixels(images), list(targets), tokens, extra).to(self.device)
 
     def score(self, inputs: ExplainInputs, *, pixels: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) log-probability of each answer (its tokens and the end token), differentiable w.r.t. pixels."""

@@ -15,12 +15,16 @@ from ._catalogue import GIT_CAPTION
 class GitCaptioner(Captioner):
     """GitForCausalLM. Captions start at [CLS] (config bos) and end at [SEP] (config eos).
 
+    Captions see the CLIP preprocessing (shorter side to the crop size, then the centre crop); explanations see the
+    photo stretched to a square first, so the map covers the whole photo the user sees (same pixels for a square one).
+
     The text→image attention is the text rows of the decoder's self-attention over the image-patch columns,
     renormalised over them (each row also covers the image CLS token and the earlier text tokens).
     """
 
     family = GIT_CAPTION
     model_class = "GitForCausalLM"
+    square_first = True                 # CLIP preprocessing crops the centre: explanations keep the whole photo
     about = "GIT captioner: CLIP image tokens are the prefix a text decoder continues with a caption"
 
     def attention_probe(self) -> "GitProbe":

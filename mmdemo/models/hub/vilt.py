@@ -1,9 +1,14 @@
 """ViLT (early fusion, single stream): word tokens and image patch tokens concatenated into one BERT-style
 transformer, a classifier over a fixed answer list on its pooled [CLS] output.
 
-ViLT's own patch sampling keeps at most `max_image_length` patches and shuffles them (torch.multinomial). Here every
-image is resized to the square `image_size` and all patches are kept, put back in raster order through the
-`patch_index` ViLT returns, so the attention columns land on the patch grid and results are deterministic.
+Answers see what ViltImageProcessor makes of a photo: shorter side to 384 (longer side at most 1333/800 of that), both
+sides cut down to a multiple of 32, aspect kept, so the patch grid follows the photo's shape; a batch is padded to
+its largest image and `pixel_mask` marks the padding. Explanations need one grid for every photo (`info.patch_grid`):
+there the photo is first stretched to a square, which the processor then brings to the config's `image_size`.
+
+ViLT's own patch sampling keeps at most `max_image_length` patches and shuffles them (torch.multinomial). Here all
+patches are kept, put back in raster order through the `patch_index` ViLT returns, so the attention columns land on
+the patch grid and results are deterministic.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ class ViltAnswerer(HubModel):
 
     family = VILT_VQA
     model_class = "ViltForQuestionAnswering"
+    square_first = True                 # the processor keeps the aspect ratio: explanations need a fixed grid
 
     def attention_probe(self) -> "ViltProbe":
         return ViltProbe(self)
@@ -60,21 +66,27 @@ class ViltAnswerer(HubModel):
     def text_embedding(self) -> nn.Module:
         return self.model.vilt.embeddings.text_embeddings.word_embeddings
 
-    def _image_tokens(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1 + h*w, D) image tokens, image CLS first then patches in raster order, and their mask (B, 1 + h*w)."""
+    def _image_tokens(self, pixels: torch.Tensor,
+                      pixel_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1 + h*w, D) image tokens, image CLS first then patches in raster order, and their mask (B, 1 + h*w).
+
+        With a `pixel_mask` (B, H, W) that pads smaller images (answers), each row holds as many patches as the largest
+        image has: for a smaller image some are padding patches (picked by ViLT, mask 0) that no token attends to."""
         B, _, H, W = pixels.shape
-        pixel_mask = torch.ones(B, H, W, dtype=torch.long, device=pixels.device)
+        if pixel_mask is None:
+            pixel_mask = torch.ones(B, H, W, dtype=torch.long, device=pixels.device)
         with torch.random.fork_rng(devices=[]):   # visual_embed shuffles with the global CPU generator
             image, mask, (patch_index, _) = self.model.vilt.embeddings.visual_embed(
                 pixels, pixel_mask, max_image_length=-1)
-        order = (patch_index[..., 0] * self.grid[1] + patch_index[..., 1]).argsort(-1)   # (B, h*w)
+        w = W // self.patch[1]                    # patches per row of this batch (the grid follows the photo)
+        order = (patch_index[..., 0] * w + patch_index[..., 1]).argsort(dim=-1, stable=True)  # (B, h*w)
         patches = image[:, 1:].gather(1, order[..., None].expand(-1, -1, image.shape[-1]))
         return torch.cat([image[:, :1], patches], 1), torch.cat([mask[:, :1], mask[:, 1:].gather(1, order)], 1)
 
-    def _forward(self, pixels: torch.Tensor, q_ids: torch.Tensor, q_mask: torch.Tensor,
-                 attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _forward(self, pixels: torch.Tensor, q_ids: torch.Tensor, q_mask: torch.Tensor, attentions: bool = False,
+                 pixel_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, answers) logits, and optionally (L, B, heads, Tq, h*w) question-row attention over patch columns."""
-        image, image_mask = self._image_tokens(pixels)
+        image, image_mask = self._image_tokens(pixels, pixel_mask)
         out = self.model.vilt(input_ids=q_ids, attention_mask=q_mask, image_embeds=image, pixel_mask=image_mask,
                               output_attentions=attentions, return_dict=True)
         logits = self.model.classifier(out.pooler_output)
@@ -91,7 +103,9 @@ class ViltAnswerer(HubModel):
         answers: list[Answer] = []
         for lo in range(0, len(images), self.max_batch):
             q = self._questions(questions[lo:lo + self.max_batch], self.max_question)
-            logits, _ = self._forward(self._pixels(images[lo:lo + self.max_batch]), q["input_ids"], q["attention_mask"])
+            batch = self._processed(images[lo:lo + self.max_batch])      # aspect kept, padded, with pixel_mask
+            logits, _ = self._forward(batch["pixel_values"], q["input_ids"], q["attention_mask"],
+                                      pixel_mask=batch.get("pixel_mask"))
             probs, idx = torch.sigmoid(logits.float()).topk(k, dim=-1)  # (B, k)
             for ps, ix in zip(probs.tolist(), idx.tolist()):
                 top = [(self.labels[i], p) for i, p in zip(ix, ps)]
@@ -116,7 +130,7 @@ class ViltAnswerer(HubModel):
         B, Tq = qmask.shape
         extra = {"question_ids": q["input_ids"], "question_mask": q["attention_mask"],
                  "label": torch.tensor(labels), "text_positions": torch.arange(Tq).expand(B, Tq).clone()}
-        return ExplainInputs(self._pixels(images), list(targets), tokens, extra).to(self.device)
+        return ExplainInputs(self._explain_pixels(images), list(targets), tokens, extra).to(self.device)
 
     def score(self, inputs: ExplainInputs, *, pixels: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) log sigmoid of each target answer's logit, differentiable w.r.t. pixels."""
