@@ -90,12 +90,12 @@ def test_the_app_serves_every_family(models, env, monkeypatch):
             method = available_methods(model)[0]
             if "caption" in model.info.tasks:
                 cap = client.predict(image, name, "greedy", 6, 3, 0.9, 1.0, -1, api_name="/caption")
-                assert cap["model"] == name and isinstance(cap["caption"], str), name
+                assert cap["model"] == model.info.name and isinstance(cap["caption"], str), name
                 if cap["caption"].strip():
                     _, info = client.predict(image, name, cap["caption"], 0, method, 0.5, "jet", api_name="/explain")
                     assert info["grid"] == list(model.info.patch_grid), name
             if "vqa" in model.info.tasks:
                 ans = client.predict(image, QUESTION, name, 3, api_name="/ask")
-                assert ans["model"] == name and ans["answer"] == ans["top_k"][0]["answer"], name
+                assert ans["model"] == model.info.name and ans["answer"] == ans["top_k"][0]["answer"], name
     finally:
         demo.close()
