@@ -5,11 +5,9 @@ family's business, in an `AttentionProbe` that the model returns from `attention
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
-
-from .base import ExplainInputs
 
 KINDS = ("image", "text", "joint", "cross")   # image→image, text→text, joint (image tokens first), text→image
 Score = Callable[[torch.Tensor], torch.Tensor]  # pixels (B, 3, H, W) -> (B,) score of each item's target
@@ -49,5 +47,6 @@ class Record:
 class AttentionProbe:
     """Runs `score` once while the model's attention modules keep their weights, and lays them out as a Record."""
 
-    def record(self, score: Score, inputs: ExplainInputs, *, grad: bool) -> Record:
+    def record(self, score: Score, inputs: Any, *, grad: bool) -> Record:
+        """`inputs`: the ExplainInputs `score` runs on (models.base imports this module, not the reverse)."""
         raise NotImplementedError

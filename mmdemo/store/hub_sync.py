@@ -141,9 +141,8 @@ class HubSync:
         folder = self.source()
         if folder is None:
             return 0
-        from ._restore import restore_records
 
-        n = restore_records(store, latest_records(folder), lambda h: _read(image_path(folder, h)))
+        n = store.restore_mirror(latest_records(folder), lambda h: _read(image_path(folder, h)))
         if n:
             log.info("restored %d corrections from %s", n, self.repo_id or folder)
         return n

@@ -7,7 +7,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import and_, create_engine, event, exc, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -18,6 +18,7 @@ from ..errors import InputError, MmdemoError, StoreError
 from . import _schema as S
 from ._gate import WriteGate
 from ._images import ImageFiles, ImageTable, check_hash
+from ._restore import image_size, mirrored_rows
 from ._text import DiffOp, clean_decoding, clean_task, clean_text, edit_rate, word_diff
 
 log = logging.getLogger(__name__)
@@ -301,6 +302,45 @@ class Store:
         check_hash(image_hash)
         with self._tx("read an image") as conn:
             return self._images.has(conn, image_hash)
+
+    def restore_mirror(self, records: Iterable[dict[str, Any]], read_image: Callable[[str], bytes | None]) -> int:
+        """Insert mirrored `records` (hub_sync's format: rows with their ids, times and every version), skipping
+        ids and images the store already has; `read_image(hash)` gives an image's PNG bytes (None: not mirrored)."""
+        records = list(records)
+        seen: set[str] = set()
+        n = 0
+        for start in range(0, len(records), _BATCH):
+            rows, versions, image_rows = [], [], []
+            for record in records[start:start + _BATCH]:
+                try:
+                    row, vs = mirrored_rows(record)
+                except (KeyError, TypeError, ValueError) as e:     # InputError is a ValueError
+                    log.warning("skipping a mirrored correction that cannot be read (%s): %s", record.get("id"), e)
+                    continue
+                rows.append(row)
+                versions += vs
+                h = row["image_hash"]
+                if h in seen:
+                    continue
+                seen.add(h)
+                png = read_image(h)
+                if png is None:         # the row keeps its hash; the image is reported absent, as after an import
+                    continue
+                width, height = record.get("image_width"), record.get("image_height")
+                if not width or not height:
+                    width, height = image_size(png)
+                in_files = isinstance(self._images, ImageFiles)
+                if in_files:
+                    with self._guard("restore an image"):
+                        self._images.write(h, png)
+                image_rows.append({"hash": h, "width": width, "height": height, "size_bytes": len(png),
+                                   "created_at": row["created_at"], "data": None if in_files else png})
+            with self._tx("restore corrections", write=True) as conn:
+                _insert_ignoring_duplicates(conn, S.images, image_rows)
+                _insert_ignoring_duplicates(conn, S.corrections, rows)
+                _insert_ignoring_duplicates(conn, S.correction_versions, versions)
+            n += len(rows)
+        return n
 
     def close(self) -> None:
         """Release pooled connections (and stop a hub sync after a last push)."""
