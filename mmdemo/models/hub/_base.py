@@ -88,6 +88,8 @@ class HubModel(VLModel):
 
     family: ClassVar[Family]
     model_class: ClassVar[str]          # the transformers class that loads the checkpoint
+    probe_class: ClassVar[type | None] = None    # reads its attention for rollout and relevance (_probe.HubProbe)
+    vision_path: ClassVar[str] = ""     # Grad-CAM's layer: a dotted path into self.model ("-2": an index)
     about: ClassVar[str] = ""           # first half of ModelInfo.knows
     square_first: ClassVar[bool] = False  # explanations stretch the photo to a square before the processor sees it
     max_batch: int = MAX_BATCH
@@ -140,6 +142,18 @@ class HubModel(VLModel):
     def _patch_layer(self) -> nn.Module:
         """The layer that turns pixels into patch tokens (conv or ViT patch embedding)."""
         raise NotImplementedError
+
+    # --- what explanations need, from the class attributes above --------------------------------------------
+    def attention_probe(self) -> Any:
+        return self.probe_class(self) if self.probe_class is not None else None
+
+    @property
+    def vision_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the last image tokens before they meet the text (`vision_path`)."""
+        layer: Any = self.model
+        for part in filter(None, self.vision_path.split(".")):
+            layer = layer[int(part)] if part.lstrip("-").isdigit() else getattr(layer, part)
+        return layer if self.vision_path else self.image_embedding
 
     # --- shared plumbing --------------------------------------------------------------------------------------
     @property

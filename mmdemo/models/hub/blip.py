@@ -32,20 +32,33 @@ def _patch_columns(cross: Sequence[torch.Tensor], patches: int) -> torch.Tensor:
     return torch.stack(cross)[..., -patches:]
 
 
+class BlipCaptionProbe(HubProbe):
+    """The ViT's self-attention, then per decoder layer the text self-attention and the cross-attention."""
+
+    def modules(self):
+        return [self.model.model.vision_model, self.model.model.text_decoder]
+
+    def layout(self, outs, inputs):
+        vision, text = outs
+        steps = self.image_side(vision.attentions) + self.decoder(text.attentions, text.cross_attentions)
+        return self.image_record(steps, vision.attentions[0].shape[-1], text.attentions[0].shape[-1])
+
+
+class BlipAnswerProbe(BlipCaptionProbe):
+    """The question encoder's self- and cross-attention; the answer decoder reads only the fused question."""
+
+    def modules(self):
+        return [self.model.model.vision_model, self.model.model.text_encoder]
+
+
 class BlipCaptioner(Captioner):
     """BlipForConditionalGeneration. Captions start at the text config's bos ([DEC]) and end at its sep ([SEP])."""
 
     family = BLIP_CAPTION
     model_class = "BlipForConditionalGeneration"
     about = "BLIP captioner: a BERT decoder writes a caption while cross-attending to ViT patch tokens"
-
-    def attention_probe(self) -> "BlipCaptionProbe":
-        return BlipCaptionProbe(self)
-
-    @property
-    def vision_layer(self) -> nn.Module:
-        """Grad-CAM's layer: the last image tokens before they meet the text."""
-        return self.model.vision_model.post_layernorm
+    probe_class = BlipCaptionProbe
+    vision_path = "vision_model.post_layernorm"
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -93,14 +106,8 @@ class BlipAnswerer(HubModel):
     family = BLIP_VQA
     model_class = "BlipForQuestionAnswering"
     about = "BLIP VQA: question tokens cross-attend to ViT patch tokens, then a decoder writes a short answer"
-
-    def attention_probe(self) -> "BlipAnswerProbe":
-        return BlipAnswerProbe(self)
-
-    @property
-    def vision_layer(self) -> nn.Module:
-        """Grad-CAM's layer: the last image tokens before they meet the text."""
-        return self.model.vision_model.post_layernorm
+    probe_class = BlipAnswerProbe
+    vision_path = "vision_model.post_layernorm"
     max_answer_tokens = 10
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -203,22 +210,3 @@ class BlipAnswerer(HubModel):
         x = inputs.extra
         _, attn = self._encode(inputs.pixels, x["question_ids"], x["question_mask"], attentions=True)
         return renormalise(attn).cpu()
-
-
-class BlipCaptionProbe(HubProbe):
-    """The ViT's self-attention, then per decoder layer the text self-attention and the cross-attention."""
-
-    def modules(self):
-        return [self.model.model.vision_model, self.model.model.text_decoder]
-
-    def layout(self, outs, inputs):
-        vision, text = outs
-        steps = self.image_side(vision.attentions) + self.decoder(text.attentions, text.cross_attentions)
-        return self.image_record(steps, vision.attentions[0].shape[-1], text.attentions[0].shape[-1])
-
-
-class BlipAnswerProbe(BlipCaptionProbe):
-    """The question encoder's self- and cross-attention; the answer decoder reads only the fused question."""
-
-    def modules(self):
-        return [self.model.model.vision_model, self.model.model.text_encoder]

@@ -14,6 +14,16 @@ from ._catalogue import ENCODER_DECODER
 from ._weights import hub_kwargs
 
 
+class EncoderDecoderProbe(HubProbe):
+    def modules(self):
+        return [self.model.model]
+
+    def layout(self, outs, inputs):
+        (out,) = outs
+        steps = self.image_side(out.encoder_attentions) + self.decoder(out.decoder_attentions, out.cross_attentions)
+        return self.image_record(steps, out.encoder_attentions[0].shape[-1], out.decoder_attentions[0].shape[-1])
+
+
 class EncoderDecoderCaptioner(Captioner):
     """VisionEncoderDecoderModel (vit-gpt2, vit-bert). Captions start at config.decoder_start_token_id and end at
     the eos token. The text→image attention is the decoder's cross-attention over the encoder's patch columns,
@@ -21,14 +31,8 @@ class EncoderDecoderCaptioner(Captioner):
 
     family = ENCODER_DECODER
     model_class = "VisionEncoderDecoderModel"
-
-    def attention_probe(self) -> "EncoderDecoderProbe":
-        return EncoderDecoderProbe(self)
-
-    @property
-    def vision_layer(self) -> nn.Module:
-        """Grad-CAM's layer: the last image tokens before they meet the text."""
-        return self.model.encoder.layernorm
+    probe_class = EncoderDecoderProbe
+    vision_path = "encoder.layernorm"
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -107,13 +111,3 @@ def assemble_vit_bert(encoder: str | Path, decoder: str | Path, folder: str | Pa
     tokenizer.save_pretrained(folder)
     image_processor.save_pretrained(folder)
     return folder
-
-
-class EncoderDecoderProbe(HubProbe):
-    def modules(self):
-        return [self.model.model]
-
-    def layout(self, outs, inputs):
-        (out,) = outs
-        steps = self.image_side(out.encoder_attentions) + self.decoder(out.decoder_attentions, out.cross_attentions)
-        return self.image_record(steps, out.encoder_attentions[0].shape[-1], out.decoder_attentions[0].shape[-1])

@@ -12,6 +12,23 @@ from ._probe import HubProbe, Step
 from ._catalogue import GIT_CAPTION
 
 
+class GitProbe(HubProbe):
+    """CLIP image layers, then one joint sequence: the image tokens (CLS, patches) first, then the text."""
+
+    def modules(self):
+        return [self.model.model.git.image_encoder, self.model.model.git]
+
+    def layout(self, outs, inputs):
+        vision, joint = outs
+        S = inputs.extra["input_ids"].shape[1]
+        N = joint.attentions[0].shape[-1]
+        I = N - S
+        if vision.attentions[0].shape[-1] != I:
+            raise RuntimeError(f"GIT has {I} image tokens in the decoder but {vision.attentions[0].shape[-1]} in CLIP")
+        steps = self.image_side(vision.attentions) + [Step("joint", a) for a in joint.attentions]
+        return self.image_record(steps, I, S, joint_image=torch.arange(I), joint_text=torch.arange(I, N))
+
+
 class GitCaptioner(Captioner):
     """GitForCausalLM. Captions start at [CLS] (config bos) and end at [SEP] (config eos).
 
@@ -24,16 +41,10 @@ class GitCaptioner(Captioner):
 
     family = GIT_CAPTION
     model_class = "GitForCausalLM"
+    probe_class = GitProbe
+    vision_path = "git.image_encoder.vision_model.post_layernorm"
     square_first = True                 # CLIP preprocessing crops the centre: explanations keep the whole photo
     about = "GIT captioner: CLIP image tokens are the prefix a text decoder continues with a caption"
-
-    def attention_probe(self) -> "GitProbe":
-        return GitProbe(self)
-
-    @property
-    def vision_layer(self) -> nn.Module:
-        """Grad-CAM's layer: the last image tokens before they meet the text."""
-        return self.model.git.image_encoder.vision_model.post_layernorm
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -66,20 +77,3 @@ class GitCaptioner(Captioner):
             return logits, None
         P = self.grid[0] * self.grid[1]
         return logits, torch.stack(out.attentions)[:, :, :, I:, I - P:I]  # (L, B, heads, S, h*w)
-
-
-class GitProbe(HubProbe):
-    """CLIP image layers, then one joint sequence: the image tokens (CLS, patches) first, then the text."""
-
-    def modules(self):
-        return [self.model.model.git.image_encoder, self.model.model.git]
-
-    def layout(self, outs, inputs):
-        vision, joint = outs
-        S = inputs.extra["input_ids"].shape[1]
-        N = joint.attentions[0].shape[-1]
-        I = N - S
-        if vision.attentions[0].shape[-1] != I:
-            raise RuntimeError(f"GIT has {I} image tokens in the decoder but {vision.attentions[0].shape[-1]} in CLIP")
-        steps = self.image_side(vision.attentions) + [Step("joint", a) for a in joint.attentions]
-        return self.image_record(steps, I, S, joint_image=torch.arange(I), joint_text=torch.arange(I, N))

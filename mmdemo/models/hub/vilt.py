@@ -25,6 +25,20 @@ from ._probe import HubProbe, Step
 from ._catalogue import VILT_VQA
 
 
+class ViltProbe(HubProbe):
+    """One joint sequence: Tq question tokens, then the image CLS, then the patches in raster order."""
+
+    def modules(self):
+        return [self.model.model.vilt]
+
+    def layout(self, outs, inputs):
+        (out,) = outs
+        Tq = inputs.extra["question_ids"].shape[1]
+        N = out.attentions[0].shape[-1]
+        return self.image_record([Step("joint", a) for a in out.attentions], N - Tq, Tq,
+                                 joint_text=torch.arange(Tq), joint_image=torch.arange(Tq, N))
+
+
 class ViltAnswerer(HubModel):
     """ViltForQuestionAnswering. Probabilities are per-answer sigmoids of the logits: ViLT's VQA head is trained
     with binary cross-entropy against soft VQA scores, so each answer is scored on its own (top-k need not sum to 1).
@@ -33,16 +47,10 @@ class ViltAnswerer(HubModel):
 
     family = VILT_VQA
     model_class = "ViltForQuestionAnswering"
+    probe_class = ViltProbe
+    # single stream: the last layer's output reaches the answer only through [CLS]; Grad-CAM reads its input
+    vision_path = "vilt.encoder.layer.-2"
     square_first = True                 # the processor keeps the aspect ratio: explanations need a fixed grid
-
-    def attention_probe(self) -> "ViltProbe":
-        return ViltProbe(self)
-
-    @property
-    def vision_layer(self) -> nn.Module:
-        """Grad-CAM's layer: the last image tokens before they meet the text."""
-        # single stream: the last layer's output reaches the answer only through [CLS]; take the input of the last one
-        return self.model.vilt.encoder.layer[-2]
 
     def __init__(self, *args: Any, **kwargs: Any):
         model = args[0]
@@ -146,17 +154,3 @@ class ViltAnswerer(HubModel):
         x = inputs.extra
         _, attn = self._forward(inputs.pixels, x["question_ids"], x["question_mask"], attentions=True)
         return renormalise(attn).cpu()
-
-
-class ViltProbe(HubProbe):
-    """One joint sequence: Tq question tokens, then the image CLS, then the patches in raster order."""
-
-    def modules(self):
-        return [self.model.model.vilt]
-
-    def layout(self, outs, inputs):
-        (out,) = outs
-        Tq = inputs.extra["question_ids"].shape[1]
-        N = out.attentions[0].shape[-1]
-        return self.image_record([Step("joint", a) for a in out.attentions], N - Tq, Tq,
-                                 joint_text=torch.arange(Tq), joint_image=torch.arange(Tq, N))
