@@ -14,7 +14,7 @@ import pytest
 import mmdemo
 from mmdemo.explain import available_methods
 from mmdemo.models.registry import get_entry
-from test_hub import BUILDERS
+from tiny_hub import BUILDERS
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = ["shapes-cross", "shapes-early", "shapes-late", "photo-lite"]

@@ -10,7 +10,7 @@ from PIL import Image
 import mmdemo
 from mmdemo.explain import METHODS, available_methods, explain, method_for, modality_share
 from mmdemo.models.base import Target
-from test_hub import BUILDERS
+from tiny_hub import BUILDERS
 
 FAST = {"ig": {"steps": 4}, "ig-pixels": {"steps": 4}, "text-ig": {"steps": 4}, "shapley": {"samples": 1}}
 SPECIAL_METHODS = {   # which of rollout / relevance each family offers

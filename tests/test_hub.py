@@ -18,123 +18,12 @@ from PIL import Image
 import mmdemo
 from mmdemo.errors import InputError, WeightsMissingError
 from mmdemo.models.base import Answer, Caption, Decoding, Target
+from tiny_hub import BUILDERS, TINY, WORDS
 
-TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-WORDS = "[PAD] [UNK] [CLS] [SEP] [MASK] [DEC] a the cat dog red blue on sits is what color yes no".split()
 ANSWERS = ["yes", "no", "red", "two"]
 GRID = 4 * 4                            # image_size 32 / patch 8
 CAPTIONERS = ["blip-caption", "git", "vit-gpt2", "vit-bert"]
 ANSWERERS = ["blip-vqa", "vilt"]
-
-
-# --- tiny checkpoints -------------------------------------------------------------------------------------------
-def bert_tokenizer(bos: str | None = None):
-    """WordPiece over whole words; [DEC] is BLIP's start token, special everywhere (so it never round-trips as text)."""
-    from transformers import BertTokenizer
-
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)})
-    tok.add_special_tokens({"bos_token": bos} if bos else {"additional_special_tokens": ["[DEC]"]})
-    return tok
-
-
-def gpt2_tokenizer():
-    """Byte-level BPE with no merges over a–z and space ('Ġ'): every character is one token, so text round-trips."""
-    from transformers import GPT2Tokenizer
-
-    vocab = {c: i for i, c in enumerate("abcdefghijklmnopqrstuvwxyzĠ")}
-    vocab["<|endoftext|>"] = len(vocab)
-    return GPT2Tokenizer(vocab=vocab, merges=[])
-
-
-def blip_config():
-    from transformers import BlipConfig
-
-    text = dict(vocab_size=len(WORDS), max_position_embeddings=64, encoder_hidden_size=32, bos_token_id=5,
-                pad_token_id=0, sep_token_id=3, eos_token_id=3, **TINY)
-    return BlipConfig(vision_config=dict(image_size=32, patch_size=8, **TINY), text_config=text, projection_dim=32)
-
-
-def save_blip_caption(folder: Path) -> None:
-    from transformers import BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
-
-    torch.manual_seed(0)
-    BlipForConditionalGeneration(blip_config()).save_pretrained(folder)
-    BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), bert_tokenizer("[DEC]")).save_pretrained(folder)
-
-
-def save_blip_vqa(folder: Path) -> None:
-    from transformers import BlipForQuestionAnswering, BlipImageProcessor, BlipProcessor
-
-    torch.manual_seed(0)
-    model = BlipForQuestionAnswering(blip_config())
-    with torch.no_grad():               # make [SEP] likely so answers end (a random decoder rarely stops)
-        model.text_decoder.cls.predictions.bias[3] += 4.0
-    model.save_pretrained(folder)
-    BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), bert_tokenizer("[DEC]")).save_pretrained(folder)
-
-
-def save_vilt(folder: Path) -> None:
-    from transformers import ViltConfig, ViltForQuestionAnswering, ViltImageProcessor, ViltProcessor
-
-    torch.manual_seed(0)
-    config = ViltConfig(vocab_size=len(WORDS), max_position_embeddings=16, image_size=32, patch_size=8,
-                        num_labels=len(ANSWERS), id2label=dict(enumerate(ANSWERS)),
-                        label2id={a: i for i, a in enumerate(ANSWERS)}, **TINY)
-    ViltForQuestionAnswering(config).save_pretrained(folder)
-    # size_divisor 8 (one patch): with the default 32, a 20×50 photo's short side would shrink to 0 px
-    images = ViltImageProcessor(size={"shortest_edge": 32}, size_divisor=8)
-    ViltProcessor(images, bert_tokenizer()).save_pretrained(folder)
-
-
-def save_git(folder: Path) -> None:
-    from transformers import CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor
-
-    torch.manual_seed(0)
-    config = GitConfig(vision_config=dict(image_size=32, patch_size=8, **TINY), vocab_size=len(WORDS),
-                       max_position_embeddings=64, bos_token_id=2, eos_token_id=3, pad_token_id=0, **TINY)
-    GitForCausalLM(config).save_pretrained(folder)
-    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    GitProcessor(images, bert_tokenizer()).save_pretrained(folder)
-
-
-def vit_config():
-    from transformers import ViTConfig
-
-    return ViTConfig(image_size=32, patch_size=8, **TINY)
-
-
-def save_vit_gpt2(folder: Path) -> None:
-    from transformers import (GPT2Config, ViTImageProcessor, VisionEncoderDecoderConfig,
-                              VisionEncoderDecoderModel)
-
-    torch.manual_seed(0)
-    tok = gpt2_tokenizer()
-    end = tok.eos_token_id
-    decoder = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2, bos_token_id=end,
-                         eos_token_id=end, is_decoder=True, add_cross_attention=True)
-    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(vit_config(), decoder)
-    config.decoder_start_token_id = config.pad_token_id = config.eos_token_id = end
-    VisionEncoderDecoderModel(config=config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-
-
-def save_vit_bert(folder: Path) -> None:
-    """The ViT + BERT encoder–decoder, assembled from a saved ViT and a saved BERT by the adapter's own helper."""
-    from transformers import BertConfig, BertModel, ViTImageProcessor, ViTModel
-
-    from mmdemo.models.hub import assemble_vit_bert
-
-    torch.manual_seed(0)
-    ViTModel(vit_config()).save_pretrained(folder / "vit")
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder / "vit")
-    BertModel(BertConfig(vocab_size=len(WORDS), max_position_embeddings=64, **TINY)).save_pretrained(folder / "bert")
-    bert_tokenizer().save_pretrained(folder / "bert")
-    assemble_vit_bert(folder / "vit", folder / "bert", folder / "model")
-
-
-BUILDERS = {"blip-caption": save_blip_caption, "blip-vqa": save_blip_vqa, "vilt": save_vilt, "git": save_git,
-            "vit-gpt2": save_vit_gpt2, "vit-bert": save_vit_bert}
 
 
 @pytest.fixture(scope="module", autouse=True)

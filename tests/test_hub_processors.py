@@ -6,6 +6,7 @@ checkpoints publish written out here (nothing is downloaded), on real photos of 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,9 @@ from mmdemo.errors import InputError
 from mmdemo.explain import explain
 from mmdemo.images import load_image
 from mmdemo.models.base import Decoding, Target
+import tiny_hub
 
-TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-WORDS = "[PAD] [UNK] [CLS] [SEP] [MASK] [DEC] a the cat dog red blue on sits is what color yes no".split()
-ANSWERS = ["yes", "no", "red", "two"]
+ANSWERS = tiny_hub.ANSWERS
 QUESTIONS = ["what color is the cat?", "is the dog on the red dog", "what color?", "is the cat red"]
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
@@ -44,97 +44,12 @@ VIT_GPT2_PREPROCESSOR = {  # nlpconnect/vit-gpt2-image-captioning
     "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 2, "size": 224}
 
 
-# --- tiny checkpoints at the real input sizes (helpers as in test_hub.py) ----------------------------------------
-def bert_tokenizer(bos: str | None = None):
-    from transformers import BertTokenizer
-
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)})
-    tok.add_special_tokens({"bos_token": bos} if bos else {"additional_special_tokens": ["[DEC]"]})
-    return tok
-
-
-def gpt2_tokenizer():
-    from transformers import GPT2Tokenizer
-
-    vocab = {c: i for i, c in enumerate("abcdefghijklmnopqrstuvwxyzĠ")}
-    vocab["<|endoftext|>"] = len(vocab)
-    return GPT2Tokenizer(vocab=vocab, merges=[])
-
-
-def write_preprocessor(folder: Path, config: dict) -> None:
-    (folder / "preprocessor_config.json").write_text(json.dumps(config, indent=2))
-
-
-def blip_config():
-    from transformers import BlipConfig
-
-    text = dict(vocab_size=len(WORDS), max_position_embeddings=64, encoder_hidden_size=32, bos_token_id=5,
-                pad_token_id=0, sep_token_id=3, eos_token_id=3, **TINY)
-    return BlipConfig(vision_config=dict(image_size=384, patch_size=16, **TINY), text_config=text, projection_dim=32)
-
-
-def save_blip_caption(folder: Path) -> None:
-    from transformers import BlipForConditionalGeneration
-
-    torch.manual_seed(0)
-    BlipForConditionalGeneration(blip_config()).save_pretrained(folder)
-    bert_tokenizer("[DEC]").save_pretrained(folder)
-    write_preprocessor(folder, BLIP_PREPROCESSOR)
-
-
-def save_blip_vqa(folder: Path) -> None:
-    from transformers import BlipForQuestionAnswering
-
-    torch.manual_seed(0)
-    model = BlipForQuestionAnswering(blip_config())
-    with torch.no_grad():               # make [SEP] likely so answers end (a random decoder rarely stops)
-        model.text_decoder.cls.predictions.bias[3] += 4.0
-    model.save_pretrained(folder)
-    bert_tokenizer("[DEC]").save_pretrained(folder)
-    write_preprocessor(folder, BLIP_PREPROCESSOR)
-
-
-def save_vilt(folder: Path) -> None:
-    from transformers import ViltConfig, ViltForQuestionAnswering
-
-    torch.manual_seed(0)
-    config = ViltConfig(vocab_size=len(WORDS), max_position_embeddings=40, image_size=384, patch_size=32,
-                        num_labels=len(ANSWERS), id2label=dict(enumerate(ANSWERS)),
-                        label2id={a: i for i, a in enumerate(ANSWERS)}, **TINY)
-    ViltForQuestionAnswering(config).save_pretrained(folder)
-    bert_tokenizer().save_pretrained(folder)
-    write_preprocessor(folder, VILT_PREPROCESSOR)
-
-
-def save_git(folder: Path) -> None:
-    from transformers import GitConfig, GitForCausalLM
-
-    torch.manual_seed(0)
-    config = GitConfig(vision_config=dict(image_size=224, patch_size=16, **TINY), vocab_size=len(WORDS),
-                       max_position_embeddings=64, bos_token_id=2, eos_token_id=3, pad_token_id=0, **TINY)
-    GitForCausalLM(config).save_pretrained(folder)
-    bert_tokenizer().save_pretrained(folder)
-    write_preprocessor(folder, GIT_PREPROCESSOR)
-
-
-def save_vit_gpt2(folder: Path) -> None:
-    from transformers import GPT2Config, VisionEncoderDecoderConfig, VisionEncoderDecoderModel, ViTConfig
-
-    torch.manual_seed(0)
-    tok = gpt2_tokenizer()
-    end = tok.eos_token_id
-    decoder = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2, bos_token_id=end,
-                         eos_token_id=end, is_decoder=True, add_cross_attention=True)
-    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(ViTConfig(image_size=224, patch_size=16, **TINY),
-                                                                     decoder)
-    config.decoder_start_token_id = config.pad_token_id = config.eos_token_id = end
-    VisionEncoderDecoderModel(config=config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    write_preprocessor(folder, VIT_GPT2_PREPROCESSOR)
-
-
-BUILDERS = {"blip-caption": save_blip_caption, "blip-vqa": save_blip_vqa, "vilt": save_vilt, "git": save_git,
-            "vit-gpt2": save_vit_gpt2}
+# --- tiny checkpoints at the real input sizes, with the real preprocessor configs ---------------------------------
+BUILDERS = {"blip-caption": partial(tiny_hub.save_blip_caption, image_size=384, patch=16, preprocessor=BLIP_PREPROCESSOR),
+            "blip-vqa": partial(tiny_hub.save_blip_vqa, image_size=384, patch=16, preprocessor=BLIP_PREPROCESSOR),
+            "vilt": partial(tiny_hub.save_vilt, image_size=384, patch=32, preprocessor=VILT_PREPROCESSOR),
+            "git": partial(tiny_hub.save_git, image_size=224, patch=16, preprocessor=GIT_PREPROCESSOR),
+            "vit-gpt2": partial(tiny_hub.save_vit_gpt2, image_size=224, patch=16, preprocessor=VIT_GPT2_PREPROCESSOR)}
 GRIDS = {"blip-caption": (24, 24), "blip-vqa": (24, 24), "vilt": (12, 12), "git": (14, 14), "vit-gpt2": (14, 14)}
 
 
