@@ -66,7 +66,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from mmdemo.models.registry import get_entry  # noqa: E402
 from mmdemo.service import Service  # noqa: E402
-from test_service import example, tiny_models  # noqa: E402
+from helpers import example, tiny_models  # noqa: E402
 
 FAKE_LOGIN = {"access_token": "mock", "token_type": "bearer", "expires_in": 3600, "scope": "openid profile",
               "expires_at": 2_000_000_000,

@@ -13,7 +13,7 @@ from PIL import Image
 
 from mmdemo.models.registry import get_entry
 from mmdemo.service import Service
-from test_service import example, huge_png, tiny_models
+from helpers import TRAINED, example, huge_png, serve, served_app, tiny_models
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -21,23 +21,6 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 ENDPOINTS = {"/caption", "/explain", "/compare_methods", "/ask", "/explain_answer", "/modality", "/fusion",
              "/save_correction", "/corrections", "/stats", "/export", "/faithfulness", "/model_info"}
-TRAINED = get_entry("shapes-cross").available()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(service: Service):
-    """Build and launch the app in a background thread (data folder: MMDEMO_DATA_DIR); returns (demo, url)."""
-    from mmdemo.ui import build_app, launch_options
-
-    demo = build_app(service)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                            **launch_options())
-    return demo, url
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +31,8 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app(data_dir):
     """The app on the shipped weights when they are here, else on a tiny random model."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MMDEMO_DATA_DIR", str(data_dir))
-    mp.delenv("MMDEMO_DATABASE_URL", raising=False)
-    mp.delenv("MMDEMO_MODELS", raising=False)
-    mp.delenv("SPACE_ID", raising=False)
-    service = Service() if TRAINED else Service(preloaded=tiny_models())
-    demo, url = serve(service)
-    yield url
-    demo.close()
-    service.close()
-    mp.undo()
+    with served_app(data_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,13 @@ import pytest
 
 from mmdemo.models.registry import get_entry
 from mmdemo.service import Service
-from test_service import example, tiny_models
+from helpers import TRAINED, example, served_app
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("MMDEMO_CHROMIUM", "/usr/lib/chromium/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-TRAINED = get_entry("shapes-cross").available()
 TIMEOUT_MS = 30_000
 
 if not Path(CHROMIUM).is_file():
@@ -44,20 +43,8 @@ def shots():
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    from test_app import serve
-
-    data = tmp_path_factory.mktemp("browser-data")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MMDEMO_DATA_DIR", str(data))
-    mp.delenv("MMDEMO_DATABASE_URL", raising=False)
-    mp.delenv("MMDEMO_MODELS", raising=False)
-    mp.delenv("SPACE_ID", raising=False)
-    service = Service() if TRAINED else Service(preloaded=tiny_models())
-    demo, url = serve(service)
-    yield url
-    demo.close()
-    service.close()
-    mp.undo()
+    with served_app(tmp_path_factory.mktemp("browser-data")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import mmdemo
+from helpers import serve
 from mmdemo.explain import available_methods
 from mmdemo.models.registry import get_entry
 from tiny_hub import BUILDERS
@@ -75,8 +76,6 @@ def test_the_cli_runs_every_family(models, env, tmp_path, name):
 
 def test_the_app_serves_every_family(models, env, monkeypatch):
     gradio_client = pytest.importorskip("gradio_client")
-    from test_app import serve
-
     from mmdemo.service import Service
 
     monkeypatch.setenv("MMDEMO_DATA_DIR", env["MMDEMO_DATA_DIR"])

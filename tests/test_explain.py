@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import require_weights
+from helpers import require_weights, tiny_model
 from mmdemo.errors import InputError
 from mmdemo.explain import (CACHE, METHODS, available_methods, deletion_insertion, explain, mass_inside,
                             method_for, modality_share, pointing_game, randomization_check)
@@ -139,15 +139,7 @@ def test_toy_deletion_beats_random(toy_image):
 
 # --- tiny ShapesNets ----------------------------------------------------------------------------------------------
 def tiny(fusion: str, seed: int = 0) -> ShapesModel:
-    """A tiny random ShapesNet whose weights are drawn at 1/sqrt(fan-in) scale (the training init, std 0.02,
-    leaves the image almost no say in a random net's output)."""
-    torch.manual_seed(seed)
-    net = ShapesNet(ShapesConfig(fusion=fusion, dim=32, heads=2, vocab_size=len(vocabulary()), n_answers=len(ANSWERS)))
-    with torch.no_grad():
-        for p in net.parameters():
-            if p.dim() >= 2:
-                p.normal_(0, p[0].numel() ** -0.5)
-    return ShapesModel(net, name=f"tiny-{fusion}")
+    return tiny_model(f"tiny-{fusion}", fusion, seed, scaled=True)
 
 
 @pytest.fixture(scope="module")

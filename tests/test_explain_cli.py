@@ -14,7 +14,7 @@ from mmdemo.cli import main
 from mmdemo.models.base import Caption
 from mmdemo.world.render import render
 from mmdemo.world.scene import sample_scene
-from test_explain import tiny
+from helpers import tiny_model as build_tiny
 
 KEYS = {"model", "method", "target", "grid", "map", "seconds", "out"}
 
@@ -29,7 +29,7 @@ def image_path(tmp_path_factory):
 @pytest.fixture
 def tiny_model(monkeypatch):
     """A tiny random model that captions every image "a large red circle" (a random net's own caption is noise)."""
-    model = tiny("cross", seed=3)
+    model = build_tiny("tiny-cross", "cross", 3, scaled=True)
     model.caption = lambda images, **kw: [Caption("a large red circle", [("a", 0.5)] * 4) for _ in images]
     monkeypatch.setattr("mmdemo.cli.explain.load_model", lambda args: model)
     return model

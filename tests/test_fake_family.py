@@ -17,6 +17,7 @@ from torch import nn
 
 from mmdemo.models.base import Answer, Caption, Decoding, ExplainInputs, ModelInfo, Target, VLModel
 from mmdemo.models.registry import ModelEntry, get_entry, register
+from helpers import serve
 
 NAME = "fake-rgb"
 COLOURS = ("red", "green", "blue")
@@ -163,8 +164,6 @@ def test_cli_finds_the_family_and_runs_it(tmp_path):
 
 def test_app_endpoints_serve_the_family(tmp_path, monkeypatch):
     gradio_client = pytest.importorskip("gradio_client")
-    from test_app import serve
-
     from mmdemo.service import Service
 
     monkeypatch.setenv("MMDEMO_DATA_DIR", str(tmp_path / "data"))

@@ -14,35 +14,8 @@ from mmdemo.config import ASSETS
 from mmdemo.errors import ImageError, InputError, MmdemoError, StoreError, UnknownModelError
 from mmdemo.models.base import Decoding
 from mmdemo.service import MAX_QUESTION_CHARS, AnswerResult, CaptionResult, Service
+from helpers import EXAMPLES, example, huge_png, tiny_model, tiny_models
 
-EXAMPLES = ASSETS / "examples"
-
-
-# --- shared with test_app.py and test_browser.py -----------------------------------------------
-def tiny_model(name: str = "shapes-cross", fusion: str = "cross", seed: int = 0):
-    """A randomly initialised, tiny shapes model (no weights needed): right types, meaningless answers."""
-    import torch
-
-    from mmdemo.models.shapes.model import ShapesModel
-    from mmdemo.models.shapes.net import ShapesConfig, ShapesNet
-    from mmdemo.models.shapes.tokenizer import vocabulary
-    from mmdemo.world.vocab import ANSWERS
-
-    torch.manual_seed(seed)
-    cfg = ShapesConfig(fusion=fusion, dim=32, heads=2, vocab_size=len(vocabulary()), n_answers=len(ANSWERS))
-    return ShapesModel(ShapesNet(cfg), name=name)
-
-
-def tiny_models() -> dict:
-    """Tiny random early, cross and late models under the registered names (for the app without weights)."""
-    return {f"shapes-{f}": tiny_model(f"shapes-{f}", f, seed=i) for i, f in enumerate(("early", "cross", "late"))}
-
-
-def example(i: int = 1) -> dict:
-    """Row i (1-based) of assets/examples/examples.json, with its absolute path."""
-    rows = json.loads((EXAMPLES / "examples.json").read_text())
-    row = rows[i - 1]
-    return {**row, "path": str(EXAMPLES / row["file"])}
 
 
 # -------------------------------------------------------------------------------------------------
@@ -172,21 +145,6 @@ def _truncated_jpeg() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 10, 10)).save(buf, format="JPEG")
     return buf.getvalue()[:300]
-
-
-def huge_png(width: int = 20_000, height: int = 20_000) -> bytes:
-    """A small PNG whose header claims width×height pixels (a decompression bomb, cheaply)."""
-    import struct
-    import zlib
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (255, 255, 255)).save(buf, format="PNG")
-    data = bytearray(buf.getvalue())
-    ihdr = data[12:29]                                   # b"IHDR" + 13 bytes of header
-    ihdr[4:12] = struct.pack(">II", width, height)
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
-    return bytes(data)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -23,55 +23,11 @@ from mmdemo.store import LIMITS, NotFoundError, edit_rate, open_store, word_diff
 from mmdemo.store import _schema
 from mmdemo.store.hub_sync import HubSync
 from mmdemo.store.store import _postgres_url
+from helpers import make_image
 
 
 # --- shared by the test_store*.py files --------------------------------------------------------
-def make_image(i: int, size: int = 12) -> np.ndarray:
-    """A small RGB image, different for every i."""
-    rng = np.random.default_rng(i)
-    return rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-
-
-def _with_search_path(url: str, schema: str) -> str:
-    return url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_env(tmp_path, monkeypatch):
-    """No hub sync, no database URL and a private data folder for every store test."""
-    for name in ("MMDEMO_HUB_DATASET", "HF_TOKEN", "MMDEMO_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MMDEMO_DATA_DIR", str(tmp_path / "data"))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    """A URL to an empty store: a SQLite file under tmp_path, or a fresh schema on the test PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db' / 'corrections.db'}"
-        return
-    base = os.environ.get("MMDEMO_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("MMDEMO_TEST_POSTGRES_URL is not set (source .ci/postgres.sh)")
-    from sqlalchemy import create_engine, text
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_postgres_url(base))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield _with_search_path(base, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def store(store_url):
-    s = open_store(store_url)
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("store_env")
 
 
 # --- saving and reading -----------------------------------------------------------------------

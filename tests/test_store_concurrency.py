@@ -11,8 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from mmdemo.store import open_store
-from test_store import _isolated_env, make_image, store_url  # noqa: F401  (fixtures)
+from helpers import make_image
+
+pytestmark = pytest.mark.usefixtures("store_env")
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES, SAVES = 8, 250
@@ -102,6 +106,8 @@ def test_threads_share_one_store(store_url):
 WRITER = """
 import sys
 import numpy as np
+import pytest
+
 from mmdemo.store import open_store
 store = open_store(sys.argv[1])
 rng = np.random.default_rng(0)

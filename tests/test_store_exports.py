@@ -14,7 +14,9 @@ from PIL import Image
 from mmdemo.errors import InputError
 from mmdemo.store import open_store
 from mmdemo.store.exports import COLUMNS, export, import_coco
-from test_store import _isolated_env, make_image, store, store_url  # noqa: F401  (fixtures)
+from helpers import make_image
+
+pytestmark = pytest.mark.usefixtures("store_env")
 
 ROOT = Path(__file__).resolve().parent.parent
 

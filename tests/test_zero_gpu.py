@@ -14,7 +14,7 @@ import torch
 from mmdemo.models.base import Decoding, Target
 from mmdemo.service import Service, gpu
 from tiny_hub import save_blip_caption
-from test_service import example, tiny_models
+from helpers import example, tiny_models
 
 CALLS: list[tuple[str, dict]] = []
 
