@@ -323,6 +323,23 @@ def test_hub_models_are_offered_only_on_a_space_or_when_named(monkeypatch):
     assert [c.name for c in svc.models()] == ["shapes-cross", "blip-caption"]
 
 
+def test_a_space_preloads_its_hub_models_and_leaves_embedded_ones_lazy(monkeypatch):
+    """ZeroGPU wants models loaded in the main process at start-up; the embedded ones load on first use."""
+    from mmdemo.models.registry import ModelEntry
+    import mmdemo.service.pool as pool_module
+
+    entries = [ModelEntry("shapes-cross", ("caption", "vqa"), "cross", "embedded", "x:y", lambda: True),
+               ModelEntry("blip-caption", ("caption",), "cross", "hub", "x:y", lambda: True, remote=True)]
+    monkeypatch.setattr(pool_module, "list_models", lambda: entries)
+    monkeypatch.setattr(pool_module, "resolve", lambda name: next(e for e in entries if e.name == name))
+    monkeypatch.setenv("SPACE_ID", "someone/mmdemo")
+    loaded = []
+    svc = Service(loader=lambda name: loaded.append(name) or tiny_model(name))
+    assert svc.preload() == ["blip-caption"] and loaded == ["blip-caption"]
+    svc.model("shapes-cross")
+    assert loaded == ["blip-caption", "shapes-cross"]
+
+
 def test_decoding_reaches_the_model_as_one_dataclass(monkeypatch):
     """Every family's caption takes a Decoding; the service records only the settings the model honours."""
     from mmdemo.models.base import Caption

@@ -29,6 +29,10 @@ def build_app(service: Service | None = None, *, warm: bool = True) -> gr.Blocks
     """The Gradio app over `service` (default: a fresh Service). `warm`: load the default model in the
     background so the first request does not wait for it."""
     service = service or Service()
+    if os.environ.get("SPACE_ID"):     # ZeroGPU wants hub models loaded, onto their device, before the first call
+        loaded = service.preload()
+        if loaded:
+            log.info("preloaded %s", ", ".join(loaded))
     choices = [c.name for c in service.models()]
     default = service.default_model()
     examples = read_examples()
