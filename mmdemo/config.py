@@ -28,6 +28,7 @@ class Settings:
     max_upload_bytes: int = 25 * 2**20       # MMDEMO_MAX_UPLOAD_BYTES: refuse larger files
     device: str | None = None                # MMDEMO_DEVICE: "cpu", "cuda", … (None: cuda when present)
     extra_models: tuple[str, ...] = field(default_factory=tuple)  # MMDEMO_MODELS: comma list offered in the UI
+    lease_seconds: int = 600                 # MMDEMO_LEASE_SECONDS: how long a campaign task stays with an annotator
 
 
 def settings() -> Settings:
@@ -41,4 +42,5 @@ def settings() -> Settings:
         max_upload_bytes=_int("MMDEMO_MAX_UPLOAD_BYTES", 25 * 2**20),
         device=env.get("MMDEMO_DEVICE") or None,
         extra_models=tuple(m.strip() for m in env.get("MMDEMO_MODELS", "").split(",") if m.strip()),
+        lease_seconds=_int("MMDEMO_LEASE_SECONDS", 600),
     )

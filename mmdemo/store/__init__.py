@@ -10,9 +10,10 @@
 
 Exports and imports live in mmdemo.store.exports (pandas/pyarrow load only when an export runs).
 """
+from ._campaigns import ORDERS, Campaign, Task
 from ._text import LIMITS, TASKS, DiffOp, edit_rate, word_diff
 from .exports import COLUMNS, FORMATS, export, import_coco
 from .store import Correction, NotFoundError, Store, Version, open_store
 
-__all__ = ["COLUMNS", "FORMATS", "LIMITS", "TASKS", "Correction", "DiffOp", "NotFoundError", "Store", "Version",
+__all__ = ["COLUMNS", "ORDERS", "Campaign", "Task", "FORMATS", "LIMITS", "TASKS", "Correction", "DiffOp", "NotFoundError", "Store", "Version",
            "edit_rate", "export", "import_coco", "open_store", "word_diff"]

@@ -1,0 +1,60 @@
+"""Agreement between annotators on free text: word similarity (word-level Levenshtein) and chrF (sacrebleu).
+
+    word_similarity("a red circle", "a blue circle")      # 1 - 1/3
+    agreement({"img1": {"ana": "a red circle", "ben": "a blue circle"}})
+
+Both are computed per item over every pair of annotators who wrote it, then averaged over items with
+at least two texts. word similarity is in [0, 1]; chrF on sacrebleu's 0–100 scale, averaged over both
+directions of a pair (chrF weighs recall over precision, so chrF(a, b) ≠ chrF(b, a)).
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from statistics import fmean
+from typing import Any, Hashable, Mapping
+
+from ._text import word_distance
+
+
+def word_similarity(a: str, b: str) -> float:
+    """1 − word-level Levenshtein distance / the longer text's word count (two empty texts: 1.0)."""
+    wa, wb = a.split(), b.split()
+    longest = max(len(wa), len(wb))
+    return 1.0 if longest == 0 else 1.0 - word_distance(wa, wb) / longest
+
+
+def chrf(a: str, b: str) -> float:
+    """chrF of a against b and of b against a, averaged (sacrebleu, 0–100)."""
+    from sacrebleu.metrics import CHRF
+
+    metric = CHRF()
+    return (metric.sentence_score(a, [b]).score + metric.sentence_score(b, [a]).score) / 2
+
+
+def agreement(texts: Mapping[Hashable, Mapping[str, str]]) -> dict[str, Any]:
+    """`texts`: item → {annotator: text}. Returns the campaign's figures, each item's, and each annotator's.
+
+    {"word_similarity": mean over items (None when no item has two texts), "chrf": likewise,
+     "items": {item: {"word_similarity", "chrf", "pairs"}},
+     "annotators": {annotator: mean word similarity of the pairs they are in}}
+    """
+    items: dict[Hashable, dict[str, Any]] = {}
+    mine: dict[str, list[float]] = {}
+    for item, by_annotator in texts.items():
+        pairs = list(combinations(sorted(by_annotator), 2))
+        if not pairs:
+            continue
+        sims, chrfs = [], []
+        for x, y in pairs:
+            sim = word_similarity(by_annotator[x], by_annotator[y])
+            sims.append(sim)
+            chrfs.append(chrf(by_annotator[x], by_annotator[y]))
+            mine.setdefault(x, []).append(sim)
+            mine.setdefault(y, []).append(sim)
+        items[item] = {"word_similarity": fmean(sims), "chrf": fmean(chrfs), "pairs": len(pairs)}
+    return {
+        "word_similarity": fmean(i["word_similarity"] for i in items.values()) if items else None,
+        "chrf": fmean(i["chrf"] for i in items.values()) if items else None,
+        "items": items,
+        "annotators": {a: fmean(v) for a, v in mine.items()},
+    }
