@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import commands
     commands.add_commands(sub)
-    for module in ("mmdemo.explain.cli", "mmdemo.store.cli"):  # each family of commands adds its own
+    for module in ("mmdemo.explain.cli", "mmdemo.store.cli",  # each family of commands adds its own
+                   "mmdemo.store.campaign_cli"):
         try:
             importlib.import_module(module).add_commands(sub)
         except ModuleNotFoundError as e:
