@@ -338,6 +338,8 @@ class CampaignsMixin:
                 conn.execute(insert(S.campaign_submissions).values(
                     task_id=tid, campaign_id=task.campaign_id, annotator=who, correction_id=cid,
                     started_at=started, submitted_at=now, status="submitted"))
+                conn.execute(delete(S.campaign_skips).where(S.campaign_skips.c.task_id == tid,
+                                                            S.campaign_skips.c.annotator == who))
                 n = task.submissions + 1
                 conn.execute(update(S.campaign_tasks).where(t.id == tid).values(
                     submissions=n, done=int(n >= task.overlap), lease_annotator=None, lease_started=None,
@@ -379,16 +381,17 @@ class CampaignsMixin:
         until = now + timedelta(seconds=settings().lease_seconds)
         with self._tx("go back a task", write=True) as conn:  # type: ignore[attr-defined]
             cid = self._campaign_id(conn, campaign)
-            cutoff = None
-            if before is not None:
-                bid = _task_id(before)
-                cutoff = conn.execute(select(s.submitted_at).where(s.task_id == bid, s.annotator == who)).scalar() \
-                    or conn.execute(select(k.skipped_at).where(k.task_id == bid, k.annotator == who)).scalar()
             sub_q = select(s.task_id, s.submitted_at.label("at"), s.correction_id).where(
                 s.campaign_id == cid, s.annotator == who)
             skip_q = select(k.task_id, k.skipped_at.label("at")).where(k.campaign_id == cid, k.annotator == who)
-            if cutoff is not None:
-                sub_q, skip_q = sub_q.where(s.submitted_at < cutoff), skip_q.where(k.skipped_at < cutoff)
+            if before is not None:
+                bid = _task_id(before)
+                times = [conn.execute(select(s.submitted_at).where(s.task_id == bid, s.annotator == who)).scalar(),
+                         conn.execute(select(k.skipped_at).where(k.task_id == bid, k.annotator == who)).scalar()]
+                if any(times):
+                    cutoff = min(x for x in times if x is not None)
+                    sub_q = sub_q.where(s.submitted_at < cutoff, s.task_id != bid)
+                    skip_q = skip_q.where(k.skipped_at < cutoff, k.task_id != bid)
             sub = conn.execute(sub_q.order_by(s.submitted_at.desc()).limit(1)).first()
             skip = conn.execute(skip_q.order_by(k.skipped_at.desc()).limit(1)).first()
             if sub is None and skip is None:
@@ -402,7 +405,6 @@ class CampaignsMixin:
                                          .where(S.corrections.c.id == correction_id)).scalar()
             else:
                 tid, correction_id, corrected = skip.task_id, None, None
-                conn.execute(delete(S.campaign_skips).where(k.task_id == tid, k.annotator == who))
                 taken = conn.execute(update(S.campaign_tasks).where(
                     t.id == tid, t.done == 0, or_(t.lease_until.is_(None), t.lease_until <= now))
                     .values(lease_annotator=who, lease_started=now, lease_until=until)).rowcount
