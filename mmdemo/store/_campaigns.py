@@ -515,18 +515,7 @@ class CampaignsMixin:
         "median_seconds", "mean_edit_rate", "agreement"}]} — agreement over submissions not rejected."""
         from .agreement import agreement
 
-        t = S.campaign_tasks.c
-        now = S.utcnow()
-        live = and_(t.lease_until.is_not(None), t.lease_until > now)
-        with self._tx("read campaign status") as conn:  # type: ignore[attr-defined]
-            cid = self._campaign_id(conn, campaign)
-            images, done, leased, pending = conn.execute(select(
-                func.count(t.image_hash.distinct()), func.count().filter(t.done == 1),
-                func.count().filter(t.done == 0, live), func.count().filter(t.done == 0, ~live))
-                .where(t.campaign_id == cid)).one()
-            per_image = (select(t.image_hash).where(t.campaign_id == cid).group_by(t.image_hash)
-                         .having(func.min(t.done) == 1).subquery())
-            images_done = conn.execute(select(func.count()).select_from(per_image)).scalar_one()
+        counts = self.campaign_counts(campaign)
         rows = [r for r in self._submission_rows(campaign) if r.status != "rejected"]
         texts: dict[int, dict[str, str]] = {}
         for r in rows:
@@ -543,10 +532,27 @@ class CampaignsMixin:
                                "median_seconds": median(seconds) if seconds else None,
                                "mean_edit_rate": fmean(r.edit_rate for r in mine),
                                "agreement": agree["annotators"].get(name)})
-        return {"name": campaign, "images": images, "tasks_done": done, "images_done": images_done,
-                "leased": leased, "pending": pending,
+        return {"name": campaign, "images": counts["images"], "tasks_done": counts["tasks_done"],
+                "images_done": counts["images_done"], "leased": counts["leased"], "pending": counts["pending"],
                 "agreement": {"word_similarity": agree["word_similarity"], "chrf": agree["chrf"]},
                 "annotators": annotators}
+
+    def campaign_counts(self, campaign: str) -> dict[str, int]:
+        """Progress only (cheap): {"images", "tasks", "tasks_done", "images_done", "leased", "pending"}."""
+        t = S.campaign_tasks.c
+        now = S.utcnow()
+        live = and_(t.lease_until.is_not(None), t.lease_until > now)
+        with self._tx("read campaign progress") as conn:  # type: ignore[attr-defined]
+            cid = self._campaign_id(conn, campaign)
+            images, tasks, done, leased, pending = conn.execute(select(
+                func.count(t.image_hash.distinct()), func.count(), func.count().filter(t.done == 1),
+                func.count().filter(t.done == 0, live), func.count().filter(t.done == 0, ~live))
+                .where(t.campaign_id == cid)).one()
+            per_image = (select(t.image_hash).where(t.campaign_id == cid).group_by(t.image_hash)
+                         .having(func.min(t.done) == 1).subquery())
+            images_done = conn.execute(select(func.count()).select_from(per_image)).scalar_one()
+        return {"images": images, "tasks": tasks, "tasks_done": done, "images_done": images_done,
+                "leased": leased, "pending": pending}
 
     def campaign_submissions(self, campaign: str) -> list[dict[str, Any]]:
         """Every submission of the campaign, oldest first, with its correction's current text (for exports)."""
