@@ -548,6 +548,41 @@ class Service:
             raise InputError(f"{model.info.name} does not {verb}; models that do: {others}")
         return model
 
+    # --- campaigns (thin: mmdemo.store's campaign methods do the work) ----------------------------
+    def campaigns(self) -> list[Any]:
+        """Every campaign (store Campaign objects), oldest first."""
+        return self.store().list_campaigns()
+
+    def campaign(self, name: str) -> Any:
+        return self.store().get_campaign(name)
+
+    def next_task(self, campaign: str, annotator: str) -> Any:
+        """Lease the next task of `campaign` to `annotator` (a store Task), or None when none is left for them."""
+        return self.store().next_task(campaign, annotator)
+
+    def submit_task(self, task_id: int, corrected: str, annotator: str) -> str:
+        """Save the annotator's text for the task; returns the correction id."""
+        return self.store().submit_task(task_id, corrected, annotator)
+
+    def skip_task(self, task_id: int, annotator: str) -> None:
+        self.store().skip_task(task_id, annotator)
+
+    def previous_task(self, campaign: str, annotator: str, before: int | None = None) -> Any:
+        return self.store().previous_task(campaign, annotator, before)
+
+    def review_task(self, correction_id: str, action: str, reviewer: str, *, corrected: str | None = None,
+                    version: int | None = None) -> dict[str, Any]:
+        return self.store().review_task(correction_id, action, reviewer, corrected=corrected, version=version)
+
+    def review_queue(self, campaign: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self.store().review_queue(campaign, limit=limit)
+
+    def campaign_status(self, campaign: str) -> dict[str, Any]:
+        return self.store().campaign_status(campaign)
+
+    def campaign_counts(self, campaign: str) -> dict[str, int]:
+        return self.store().campaign_counts(campaign)
+
 
 # ------------------------------------------------------------------------------------- model calls
 

@@ -1,0 +1,244 @@
+"""Annotate and Review tabs: a campaign's shared queue, keyboard first, and its reviewer's desk.
+
+Annotate: the image, the model's text shaded by token confidence, an edit box with a live word diff,
+Ctrl+Enter saves and loads the next task, Alt+S skips, Alt+B goes back; the campaign's progress and
+instructions. Review: submissions, disagreements first; approve, reject, edit, or restore an earlier version.
+"""
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import gradio as gr
+
+from .common import handler, plain, probability_highlights
+from .correct import DIFF_COLORS
+
+_DIFF_CLASS = {"equal": None, "delete": "removed", "insert": "added"}
+ACTIONS = [("Approve", "approve"), ("Reject", "reject"), ("Edit (save my text)", "edit"),
+           ("Restore version", "restore")]
+REVIEW_COLUMNS = ["task_id", "annotator", "corrected", "status", "version", "word_similarity", "correction_id"]
+
+# Keys, page-wide while the Annotate tab's edit box exists: Ctrl/Cmd+Enter save and next, Alt+S skip, Alt+B back.
+KEYS_JS = """
+() => {
+  if (window.__mmdemoAnnotateKeys) return;
+  window.__mmdemoAnnotateKeys = true;
+  document.addEventListener('keydown', (e) => {
+    const box = document.querySelector('#annotate-text textarea');
+    if (!box || box.offsetParent === null) return;           // the Annotate tab is not showing
+    let id = null;
+    if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') id = 'annotate-save';
+    else if (e.altKey && (e.key === 's' || e.key === 'S' || e.code === 'KeyS')) id = 'annotate-skip';
+    else if (e.altKey && (e.key === 'b' || e.key === 'B' || e.code === 'KeyB')) id = 'annotate-back';
+    if (!id) return;
+    e.preventDefault();
+    const button = document.getElementById(id);
+    if (button) button.click();
+  }, true);
+}
+"""
+
+
+def _campaign_names(service: Any) -> list[str]:
+    try:
+        return [c.name for c in service.campaigns()]
+    except Exception:  # noqa: BLE001 - the page must load even when the store cannot be read
+        return []
+
+
+def _who(annotator: str, profile: Any) -> str:
+    return profile.username if profile is not None else (annotator or "").strip()
+
+
+def build(service: Any) -> None:
+    """The Annotate tab's contents."""
+    oauth = bool(os.environ.get("OAUTH_CLIENT_ID"))
+    with gr.Row():
+        campaign = gr.Dropdown(_campaign_names(service), label="Campaign", allow_custom_value=True, scale=2,
+                               elem_id="annotate-campaign")
+        annotator = gr.Textbox(label="Annotator" + (" (your Hugging Face name when logged in)" if oauth else ""),
+                               max_lines=1, scale=1, elem_id="annotate-annotator")
+        start = gr.Button("Start", variant="primary", scale=1, elem_id="annotate-start")
+        if oauth:
+            gr.LoginButton(scale=1)
+    progress = gr.HTML(elem_id="annotate-progress")
+    instructions = gr.Markdown(elem_id="annotate-instructions")
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = gr.Image(type="pil", interactive=False, label="Image", height=320, elem_id="annotate-image")
+        with gr.Column(scale=1):
+            question = gr.Markdown(elem_id="annotate-question")
+            tokens = gr.HighlightedText(label="Model output (darker: the model was more confident)",
+                                        show_legend=False, interactive=False, elem_id="annotate-tokens")
+            text = gr.Textbox(label="Your correction (Ctrl+Enter: save and next · Alt+S: skip · Alt+B: back)",
+                              lines=3, elem_id="annotate-text")
+            diff = gr.HighlightedText(label="Word diff (red: removed, green: added)", color_map=DIFF_COLORS,
+                                      show_legend=False, show_inline_category=False, interactive=False,
+                                      elem_id="annotate-diff")
+            with gr.Row():
+                back = gr.Button("Back", elem_id="annotate-back")
+                skip = gr.Button("Skip", elem_id="annotate-skip")
+                save = gr.Button("Save and next", variant="primary", elem_id="annotate-save")
+    task_id = gr.Textbox(visible=False, elem_id="annotate-task-id")
+    with gr.Accordion("Task (what the API returns)", open=False):
+        payload = gr.JSON(label="task")
+    outputs = [payload, task_id, image, question, tokens, text, diff, progress, instructions]
+
+    def show(name: str, task: Any, saved: str | None = None) -> tuple:
+        camp = service.campaign(name)
+        counts = service.campaign_counts(name)
+        bar = _progress_html(counts)
+        notes = f"**Instructions:** {plain(camp.instructions)}" if camp.instructions else ""
+        body = {"task": None if task is None else task.to_dict(), "saved": saved, "progress": counts}
+        if task is None:
+            return (body, "", None, "", None, "", None, bar + "<p>Nothing is left for you in this campaign.</p>",
+                    notes)
+        from PIL import Image
+
+        picture = Image.open(io.BytesIO(service.image_bytes(task.image_hash)))
+        if task.tokens and task.token_probs and len(task.tokens) == len(task.token_probs):
+            shaded = probability_highlights(list(zip(task.tokens, task.token_probs)))
+        else:
+            shaded = [(task.model_output, None)]
+        current = task.corrected if task.corrected is not None else task.model_output
+        asked = f"**Question:** {plain(task.question)}" if task.question else ""
+        return (body, str(task.id), picture, asked, shaded, current, _diff(service, task.model_output, current),
+                bar, notes)
+
+    @handler
+    def next_task(name: str, annotator: str, profile: gr.OAuthProfile | None = None) -> tuple:
+        """Lease the next task of campaign `name` to `annotator`; returns {task, saved, progress} and the view."""
+        who = _require(name, _who(annotator, profile))
+        return show(name, service.next_task(name, who))
+
+    @handler
+    def submit_task(name: str, annotator: str, task: str, corrected: str,
+                    profile: gr.OAuthProfile | None = None) -> tuple:
+        """Save `corrected` for task id `task`, then lease the next task."""
+        who = _require(name, _who(annotator, profile))
+        saved = service.submit_task(_task_id(task), corrected, who)
+        return show(name, service.next_task(name, who), saved)
+
+    @handler
+    def skip_task(name: str, annotator: str, task: str, profile: gr.OAuthProfile | None = None) -> tuple:
+        """Give task id `task` back to the queue (not offered to you again), then lease the next task."""
+        who = _require(name, _who(annotator, profile))
+        service.skip_task(_task_id(task), who)
+        return show(name, service.next_task(name, who))
+
+    @handler
+    def previous_task(name: str, annotator: str, task: str, profile: gr.OAuthProfile | None = None) -> tuple:
+        """Back: the task you did (or skipped) before task id `task`, with your text to edit."""
+        who = _require(name, _who(annotator, profile))
+        earlier = service.previous_task(name, who, int(task) if (task or "").strip() else None)
+        if earlier is None:
+            raise gr.Error("there is nothing earlier to go back to", print_exception=False)
+        return show(name, earlier)
+
+    def live_diff(model_output: dict | None, corrected: str):
+        task = (model_output or {}).get("task") or {}
+        return _diff(service, task.get("model_output") or "", corrected or "")
+
+    start.click(next_task, [campaign, annotator], outputs, api_name="next_task", concurrency_id="store")
+    save.click(submit_task, [campaign, annotator, task_id, text], outputs, api_name="submit_task",
+               concurrency_id="store")
+    skip.click(skip_task, [campaign, annotator, task_id], outputs, api_name="skip_task", concurrency_id="store")
+    back.click(previous_task, [campaign, annotator, task_id], outputs, api_name="previous_task",
+               concurrency_id="store")
+    text.input(live_diff, [payload, text], [diff], api_visibility="private", api_name="annotate_diff",
+               show_progress="hidden", trigger_mode="always_last")
+
+
+def build_review(service: Any, tab: gr.Tab) -> None:
+    """The Review tab's contents: the queue, one submission's versions, the verdict, the campaign's figures."""
+    with gr.Row():
+        campaign = gr.Dropdown(_campaign_names(service), label="Campaign", allow_custom_value=True, scale=2,
+                               elem_id="review-campaign")
+        reviewer = gr.Textbox(label="Reviewer", max_lines=1, scale=1, elem_id="review-reviewer")
+        load = gr.Button("Load queue", scale=1, elem_id="review-load")
+    table = gr.Dataframe(headers=REVIEW_COLUMNS, label="Waiting for review (disagreements first)",
+                         interactive=False, wrap=True, elem_id="review-table", max_height=320)
+    with gr.Row():
+        correction = gr.Textbox(label="Correction id (click a row)", max_lines=1, elem_id="review-correction")
+        action = gr.Radio(ACTIONS, value="approve", label="Verdict", elem_id="review-action")
+        version = gr.Number(label="Version to restore", precision=0, value=1, minimum=1, elem_id="review-version")
+    text = gr.Textbox(label="Text (for Edit)", lines=2, elem_id="review-text")
+    apply = gr.Button("Apply", variant="primary", elem_id="review-apply")
+    submission = gr.JSON(label="Submission and every version", elem_id="review-submission")
+    with gr.Accordion("Campaign status and agreement", open=False):
+        status_button = gr.Button("Refresh status", elem_id="review-status")
+        status = gr.JSON(label="campaign_status", elem_id="review-status-json")
+
+    @handler
+    def review_queue(name: str):
+        """Submissions waiting for review in campaign `name`, disagreements first, one row per submission."""
+        import pandas as pd
+
+        rows = []
+        for item in service.review_queue(name):
+            for sub in item["submissions"]:
+                rows.append({"task_id": item["task_id"], "annotator": sub["annotator"], "corrected": sub["corrected"],
+                             "status": sub["status"], "version": sub["version"],
+                             "word_similarity": None if item["word_similarity"] is None
+                             else round(item["word_similarity"], 3), "correction_id": sub["correction_id"]})
+        return pd.DataFrame(rows, columns=REVIEW_COLUMNS)
+
+    @handler
+    def review_task(correction_id: str, action: str, reviewer: str, corrected: str, version: float | None,
+                    profile: gr.OAuthProfile | None = None) -> tuple:
+        """Approve, reject, edit (with `corrected`) or restore `version` of one submission; returns it with its
+        every version, and its text for the edit box."""
+        who = _who(reviewer, profile)
+        if not who:
+            raise gr.Error("type your name as reviewer first", print_exception=False)
+        out = service.review_task((correction_id or "").strip(), action, who,
+                                  corrected=corrected if action == "edit" else None,
+                                  version=int(version) if action == "restore" and version is not None else None)
+        return out, out["corrected"]
+
+    def pick(data: Any, evt: gr.SelectData):
+        try:
+            row = data.iloc[evt.index[0]] if hasattr(data, "iloc") else data[evt.index[0]]
+            return str(row["correction_id"] if hasattr(row, "__getitem__") else ""), str(row["corrected"])
+        except Exception:  # noqa: BLE001 - a click outside the rows
+            return gr.update(), gr.update()
+
+    @handler
+    def campaign_status(name: str) -> dict[str, Any]:
+        """Progress, agreement (word similarity, chrF) and per-annotator figures of campaign `name`."""
+        return service.campaign_status(name)
+
+    gr.on([load.click, tab.select], review_queue, [campaign], [table], api_name="review_queue",
+          concurrency_id="store")
+    table.select(pick, [table], [correction, text], api_visibility="private", api_name="review_pick")
+    apply.click(review_task, [correction, action, reviewer, text, version], [submission, text],
+                api_name="review_task", concurrency_id="store")
+    status_button.click(campaign_status, [campaign], [status], api_name="campaign_status", concurrency_id="store")
+
+
+def _require(name: str, who: str) -> str:
+    if not (name or "").strip():
+        raise gr.Error("pick a campaign first", print_exception=False)
+    if not who:
+        raise gr.Error("type your name as annotator first", print_exception=False)
+    return who
+
+
+def _task_id(task: Any) -> int:
+    try:
+        return int(str(task).strip())
+    except ValueError:
+        raise gr.Error("no task is open: press Start", print_exception=False) from None
+
+
+def _diff(service: Any, model_output: str, corrected: str) -> list[tuple[str, str | None]]:
+    return [(op.text + " ", _DIFF_CLASS[op.op]) for op in service.diff(model_output, corrected)]
+
+
+def _progress_html(counts: dict[str, int]) -> str:
+    total, done = counts["tasks"], counts["tasks_done"]
+    return (f'<div id="annotate-progress-bar"><progress value="{done}" max="{max(total, 1)}" style="width:100%">'
+            f'</progress><br>{done:,} of {total:,} tasks done · {counts["images_done"]:,} of {counts["images"]:,} '
+            f'images · {counts["leased"]:,} open now · {counts["pending"]:,} waiting</div>')
