@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from statistics import fmean, median
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..config import settings
@@ -538,21 +538,27 @@ class CampaignsMixin:
                 "annotators": annotators}
 
     def campaign_counts(self, campaign: str) -> dict[str, int]:
-        """Progress only (cheap): {"images", "tasks", "tasks_done", "images_done", "leased", "pending"}."""
-        t = S.campaign_tasks.c
+        """Progress only (index scans, no texts): {"images", "tasks", "tasks_done", "images_done", "leased",
+        "pending"}; leased counts live leases, pending the tasks waiting for an annotator."""
+        t, c = S.campaign_tasks.c, S.campaigns.c
         now = S.utcnow()
-        live = and_(t.lease_until.is_not(None), t.lease_until > now)
         with self._tx("read campaign progress") as conn:  # type: ignore[attr-defined]
             cid = self._campaign_id(conn, campaign)
-            images, tasks, done, leased, pending = conn.execute(select(
-                func.count(t.image_hash.distinct()), func.count(), func.count().filter(t.done == 1),
-                func.count().filter(t.done == 0, live), func.count().filter(t.done == 0, ~live))
-                .where(t.campaign_id == cid)).one()
-            per_image = (select(t.image_hash).where(t.campaign_id == cid).group_by(t.image_hash)
-                         .having(func.min(t.done) == 1).subquery())
-            images_done = conn.execute(select(func.count()).select_from(per_image)).scalar_one()
+            kind = conn.execute(select(c.task).where(c.id == cid)).scalar_one()
+            tasks = conn.execute(select(func.count()).where(t.campaign_id == cid)).scalar_one()
+            done = conn.execute(select(func.count()).where(t.campaign_id == cid, t.done == 1)).scalar_one()
+            leased = conn.execute(select(func.count()).where(t.campaign_id == cid, t.done == 0,
+                                                             t.lease_until > now)).scalar_one()
+            if kind == "caption":           # one task per image
+                images, images_done = tasks, done
+            else:
+                images = conn.execute(select(func.count(t.image_hash.distinct()))
+                                      .where(t.campaign_id == cid)).scalar_one()
+                per_image = (select(t.image_hash).where(t.campaign_id == cid).group_by(t.image_hash)
+                             .having(func.min(t.done) == 1).subquery())
+                images_done = conn.execute(select(func.count()).select_from(per_image)).scalar_one()
         return {"images": images, "tasks": tasks, "tasks_done": done, "images_done": images_done,
-                "leased": leased, "pending": pending}
+                "leased": leased, "pending": tasks - done - leased}
 
     def campaign_submissions(self, campaign: str) -> list[dict[str, Any]]:
         """Every submission of the campaign, oldest first, with its correction's current text (for exports)."""

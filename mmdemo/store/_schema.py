@@ -141,7 +141,9 @@ campaign_tasks = Table(
 )
 Index("ix_campaign_tasks_queue", campaign_tasks.c.campaign_id, campaign_tasks.c.done, campaign_tasks.c.position,
       campaign_tasks.c.id)
-Index("ix_campaign_tasks_lease", campaign_tasks.c.campaign_id, campaign_tasks.c.lease_annotator)
+Index("ix_campaign_tasks_lease", campaign_tasks.c.lease_annotator, campaign_tasks.c.campaign_id,
+      campaign_tasks.c.done, campaign_tasks.c.lease_until)     # one annotator's live lease, not a queue scan
+Index("ix_campaign_tasks_leased", campaign_tasks.c.campaign_id, campaign_tasks.c.done, campaign_tasks.c.lease_until)
 
 # One row per (task, annotator) who submitted it; the text lives in the linked correction (and its versions).
 campaign_submissions = Table(
