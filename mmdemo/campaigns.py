@@ -140,6 +140,9 @@ def fill_campaign(store: Any, name: str, sources: Iterable[Source], *, batch_siz
             from .models.registry import load
 
             loaded[0] = load(camp.model)
+            revision = getattr(getattr(loaded[0], "info", None), "revision", None)
+            if camp.model_revision is None and revision:
+                store.set_model_revision(name, revision)
         return loaded[0]
 
     bar = tqdm(total=len(sources), desc=f"campaign {name}", unit="image", disable=not progress)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
@@ -369,6 +370,7 @@ def test_cli_pre_annotates_with_the_model(tmp_path):
                          "--order", "uncertainty", "--json", data_dir=data).stdout)
     assert out["added"] == len(list((ROOT / "assets" / "examples").glob("*.png")))
     with open_store(str(data / "corrections.db"), sync=None) as s:
+        assert s.get_campaign("pre").model_revision                  # filled in when the model was loaded
         t = s.next_task("pre", "ana")
         assert t.tokens and len(t.tokens) == len(t.token_probs) and 0 < t.confidence <= 1
         assert t.model_output.split()[0] == "a"
@@ -379,3 +381,79 @@ def test_cli_pre_annotates_with_the_model(tmp_path):
         assert r.added == out["added"] and not r.unreadable
         answer = s.next_task("preq", "ana")
         assert answer.question == "how many objects are there?" and len(answer.token_probs) == 1
+
+
+# --- filling from folders, COCO files and tables ---------------------------------------------------
+class FakeModel:
+    """Stands in for a model: fixed captions with token probabilities, fixed answers; counts its images."""
+
+    def __init__(self):
+        self.seen = 0
+
+    def caption(self, images):
+        self.seen += len(images)
+        return [SimpleNamespace(text="a blue star", tokens=[("a", 0.9), ("blue", 0.3), ("star", 0.6)])
+                for _ in images]
+
+    def answer(self, images, questions, top_k=5):
+        self.seen += len(images)
+        return [SimpleNamespace(answer=f"red ({q})", prob=0.7) for q in questions]
+
+
+def test_fill_from_a_folder_pre_annotates_once_and_lists_unreadable(store, tmp_path):
+    from mmdemo.campaigns import fill_campaign, read_sources
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+
+    for i in range(3):
+        Image.fromarray(make_image(i, 16)).save(folder / f"{i}.png")
+    (folder / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
+    store.create_campaign("f", model="fake", order="uncertainty")
+    model = FakeModel()
+    r = fill_campaign(store, "f", read_sources(folder), batch_size=2, progress=False, model=model)
+    assert (r.read, r.added, r.skipped, model.seen) == (4, 3, 0, 3)
+    assert [Path(u["path"]).name for u in r.unreadable] == ["bad.jpg"] and r.unreadable[0]["error"]
+    again = fill_campaign(store, "f", read_sources(folder), progress=False, model=model)
+    assert (again.added, again.skipped, model.seen) == (0, 3, 3)          # resumed: the model did not run again
+    t = store.next_task("f", "ana")
+    assert (t.model_output, t.tokens, t.token_probs) == ("a blue star", ("a", "blue", "star"), (0.9, 0.3, 0.6))
+    assert t.confidence == pytest.approx(0.6) and Path(t.image_path).parent == folder
+
+
+def test_fill_from_coco_and_tables_uses_their_texts(store, tmp_path):
+    import pandas as pd
+
+    from mmdemo.campaigns import fill_campaign, read_sources
+
+    (tmp_path / "images").mkdir()
+    for i in range(2):
+        Image.fromarray(make_image(10 + i, 16)).save(tmp_path / "images" / f"{i}.png")
+    coco = {"images": [{"id": 7, "file_name": "0.png"}, {"id": 8, "file_name": "1.png"}],
+            "annotations": [{"id": 1, "image_id": 7, "caption": "two red circles"},
+                            {"id": 2, "image_id": 8, "caption": "a green square"}]}
+    (tmp_path / "captions.json").write_text(json.dumps(coco))
+    store.create_campaign("coco", model="not-a-registered-model")       # never loaded: every image has a text
+    r = fill_campaign(store, "coco", read_sources(tmp_path / "captions.json"), progress=False)
+    assert (r.added, r.unreadable) == (2, [])
+    assert drain(store, "coco") == [str(tmp_path / "images" / f"{i}.png") for i in range(2)]
+    assert {c.model_output for c in store.list()} == {"two red circles", "a green square"}
+
+    pd.DataFrame({"image": ["images/0.png", "images/1.png", "images/1.png"],
+                  "question": ["what color is it?", "what color is it?", "how many?"],
+                  "answer": ["red", "green", None]}).to_parquet(tmp_path / "qa.parquet")
+    store.create_campaign("qa", model="fake", task="vqa", questions=["how many?"])
+    model = FakeModel()
+    r = fill_campaign(store, "qa", read_sources(tmp_path / "qa.parquet"), progress=False, model=model)
+    assert (r.added, model.seen) == (3, 1)                              # one row had no answer: the model gave it
+    got = set()
+    while (t := store.next_task("qa", "ana")) is not None:
+        got.add((Path(t.image_path).name, t.question, t.model_output))
+        store.submit_task(t.id, "ok", "ana")
+    assert got == {("0.png", "what color is it?", "red"), ("1.png", "what color is it?", "green"),
+                   ("1.png", "how many?", "red (how many?)")}
+    with pytest.raises(InputError, match="no image path column"):
+        pd.DataFrame({"caption": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
+        read_sources(tmp_path / "bad.csv")
+    with pytest.raises(InputError, match="no such file or folder"):
+        read_sources(tmp_path / "missing")

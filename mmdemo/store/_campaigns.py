@@ -182,6 +182,13 @@ class CampaignsMixin:
         with self._tx("list campaigns") as conn:  # type: ignore[attr-defined]
             return [_campaign(r) for r in conn.execute(select(S.campaigns).order_by(S.campaigns.c.id))]
 
+    def set_model_revision(self, name: str, revision: str | None) -> None:
+        """Record the revision of the campaign's model (filled in when pre-annotation first loads it)."""
+        rev = clean_text(revision, "model_revision", single_line=True)
+        with self._tx("update a campaign", write=True) as conn:  # type: ignore[attr-defined]
+            cid = self._campaign_id(conn, name)
+            conn.execute(update(S.campaigns).where(S.campaigns.c.id == cid).values(model_revision=rev))
+
     def campaign_keys(self, name: str) -> set[str]:
         """The keys (image hash × question) of the tasks a campaign already has: what a refill skips."""
         camp = self.get_campaign(name)
