@@ -125,3 +125,15 @@ def test_a_restarted_app_continues_where_it_was(app, data_dir):
     finally:
         demo.close()
         service.close()
+
+
+def test_a_word_map_for_the_task_image(client):
+    out = client.predict("team", "dan", api_name="/next_task")
+    task = task_of(out)
+    assert out[9] is None and out[10] is None                   # a new task clears the last map
+    path = client.predict("team", out[0], 1, api_name="/annotate_map")   # the token "red"
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.size == (16, 16)
+    assert task["tokens"][1] == "red"

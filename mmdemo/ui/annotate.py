@@ -68,6 +68,8 @@ def build(service: Any) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(type="pil", interactive=False, label="Image", height=320, elem_id="annotate-image")
+            word_map = gr.Image(type="pil", interactive=False, label="Where the model looked for the word you "
+                                "clicked (attention)", height=320, elem_id="annotate-map")
         with gr.Column(scale=1):
             question = gr.Markdown(elem_id="annotate-question")
             tokens = gr.HighlightedText(label="Model output (darker: the model was more confident)",
@@ -84,7 +86,8 @@ def build(service: Any) -> None:
     task_id = gr.Textbox(visible=False, elem_id="annotate-task-id")
     with gr.Accordion("Task (what the API returns)", open=False):
         payload = gr.JSON(label="task")
-    outputs = [payload, task_id, image, question, tokens, text, diff, progress, instructions]
+    clicked = gr.Number(visible=False, precision=0, elem_id="annotate-token")
+    outputs = [payload, task_id, image, question, tokens, text, diff, progress, instructions, clicked, word_map]
 
     def show(name: str, task: Any, saved: str | None = None) -> tuple:
         camp = service.campaign(name)
@@ -94,10 +97,8 @@ def build(service: Any) -> None:
         body = {"task": None if task is None else task.to_dict(), "saved": saved, "progress": counts}
         if task is None:
             return (body, "", None, "", None, "", None, bar + "<p>Nothing is left for you in this campaign.</p>",
-                    notes)
-        from PIL import Image
-
-        picture = Image.open(io.BytesIO(service.image_bytes(task.image_hash)))
+                    notes, None, None)
+        picture = _picture(service, task.image_hash)
         if task.tokens and task.token_probs and len(task.tokens) == len(task.token_probs):
             shaded = probability_highlights(list(zip(task.tokens, task.token_probs)))
         else:
@@ -105,7 +106,7 @@ def build(service: Any) -> None:
         current = task.corrected if task.corrected is not None else task.model_output
         asked = f"**Question:** {plain(task.question)}" if task.question else ""
         return (body, str(task.id), picture, asked, shaded, current, _diff(service, task.model_output, current),
-                bar, notes)
+                bar, notes, None, None)
 
     @handler
     def next_task(name: str, annotator: str, profile: gr.OAuthProfile | None = None) -> tuple:
@@ -137,6 +138,32 @@ def build(service: Any) -> None:
             raise gr.Error("there is nothing earlier to go back to", print_exception=False)
         return show(name, earlier)
 
+    @handler
+    def word_map_of(name: str, body: dict | None, token: float | None) -> Any:
+        """The attention map of token `token` (an index into the task's tokens; -1: the whole text) over the
+        task's image, drawn on it, for the campaign's model."""
+        from ..models.base import Target
+        from .common import overlay
+
+        task = (body or {}).get("task")
+        if token is None:                       # a new task cleared the choice
+            return None
+        if not task:
+            raise gr.Error("no task is open: press Start", print_exception=False)
+        picture = _picture(service, task["image_hash"])
+        index = int(token) if token is not None else -1
+        if task.get("question"):
+            target = Target("answer", task["model_output"], question=task["question"])
+        elif task.get("tokens") and 0 <= index < len(task["tokens"]):
+            target = Target("token", task["model_output"], token=index)
+        else:
+            target = Target("caption", task["model_output"])
+        exp = service.explain(picture, target, service.campaign(name).model, method="attention")
+        return overlay(picture, exp.upsampled, "jet", 0.5)
+
+    def pick(evt: gr.SelectData) -> int:
+        return int(evt.index) if isinstance(evt.index, int) else int(evt.index[0])
+
     def live_diff(model_output: dict | None, corrected: str):
         task = (model_output or {}).get("task") or {}
         return _diff(service, task.get("model_output") or "", corrected or "")
@@ -147,6 +174,9 @@ def build(service: Any) -> None:
     skip.click(skip_task, [campaign, annotator, task_id], outputs, api_name="skip_task", concurrency_id="store")
     back.click(previous_task, [campaign, annotator, task_id], outputs, api_name="previous_task",
                concurrency_id="store")
+    tokens.select(pick, None, [clicked], api_visibility="private", api_name="annotate_pick", show_progress="hidden")
+    clicked.change(word_map_of, [campaign, payload, clicked], [word_map], api_name="annotate_map",
+                   concurrency_id="model", trigger_mode="always_last")
     text.input(live_diff, [payload, text], [diff], api_visibility="private", api_name="annotate_diff",
                show_progress="hidden", trigger_mode="always_last")
 
@@ -231,6 +261,13 @@ def _task_id(task: Any) -> int:
         return int(str(task).strip())
     except ValueError:
         raise gr.Error("no task is open: press Start", print_exception=False) from None
+
+
+def _picture(service: Any, image_hash: str) -> Any:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(service.image_bytes(image_hash))) as im:
+        return im.convert("RGB")
 
 
 def _diff(service: Any, model_output: str, corrected: str) -> list[tuple[str, str | None]]:
