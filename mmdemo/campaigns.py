@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import InputError, MmdemoError
 
@@ -121,9 +121,10 @@ def _text(value: Any) -> str | None:
 
 
 def fill_campaign(store: Any, name: str, sources: Iterable[Source], *, batch_size: int = 16,
-                  progress: bool = True, model: Any | None = None) -> FillResult:
+                  progress: bool = True, model: Any | None = None,
+                  loader: Callable[[str], Any] | None = None) -> FillResult:
     """Add every source to campaign `name`, pre-annotating those without a text with the campaign's
-    model (loaded once, only if needed; `model` overrides it). Returns what happened."""
+    model (loaded once, only if needed, by `loader` or the registry; `model` overrides it)."""
     from tqdm.auto import tqdm
 
     from . import images as intake
@@ -137,9 +138,12 @@ def fill_campaign(store: Any, name: str, sources: Iterable[Source], *, batch_siz
 
     def the_model() -> Any:
         if loaded[0] is None:
-            from .models.registry import load
+            if loader is None:
+                from .models.registry import load as registry_load
 
-            loaded[0] = load(camp.model)
+                loaded[0] = registry_load(camp.model)
+            else:
+                loaded[0] = loader(camp.model)
             revision = getattr(getattr(loaded[0], "info", None), "revision", None)
             if camp.model_revision is None and revision:
                 store.set_model_revision(name, revision)
@@ -202,3 +206,66 @@ def _annotate(camp: Any, todo: list[tuple[Source, Any, list[str | None]]], the_m
 def _chunks(seq: list[Source], n: int) -> Iterator[list[Source]]:
     for i in range(0, len(seq), max(1, n)):
         yield seq[i:i + n]
+
+
+def unpack_uploads(paths: Iterable[str | Path], into: Path, *, max_files: int = 20_000) -> Path:
+    """Uploaded files (images, zips of images, a COCO .json or a .csv/.parquet table with its images in a zip)
+    laid out under `into`; returns what read_sources should read: the one table or COCO file found at the
+    top, else the folder. Zip members keep their relative paths; absolute paths and `..` are refused."""
+    import shutil
+    import zipfile
+
+    into.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for p in map(Path, paths):
+        if p.suffix.lower() == ".zip":
+            try:
+                with zipfile.ZipFile(p) as z:
+                    for member in z.infolist():
+                        if member.is_dir():
+                            continue
+                        rel = Path(member.filename)
+                        if rel.is_absolute() or ".." in rel.parts:
+                            raise InputError(f"{p.name}: unsafe path in the zip: {member.filename!r}")
+                        if rel.suffix.lower() not in (*IMAGE_SUFFIXES, ".json", ".csv", ".parquet") \
+                                or rel.name.startswith("."):
+                            continue
+                        count += 1
+                        if count > max_files:
+                            raise InputError(f"more than {max_files:,} files uploaded")
+                        target = into / rel
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        with z.open(member) as src, open(target, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+            except zipfile.BadZipFile:
+                raise InputError(f"{p.name} is not a readable zip file") from None
+        else:
+            count += 1
+            if count > max_files:
+                raise InputError(f"more than {max_files:,} files uploaded")
+            shutil.copyfile(p, into / p.name)
+    tables = [f for f in sorted(into.iterdir()) if f.suffix.lower() in (".json", ".csv", ".parquet")]
+    if len(tables) > 1:
+        raise InputError("upload one COCO .json or one .csv/.parquet table at most, with its images")
+    return tables[0] if tables else into
+
+
+def create_and_fill(store: Any, name: str, images: str | Path, *, model: str, loader: Callable[[str], Any] | None = None,
+                    batch_size: int = 16, progress: bool = True, **settings: Any) -> tuple[FillResult, bool]:
+    """Create campaign `name` (or refill it when it exists with the same task and model) from `images`
+    (see read_sources); returns (what the fill did, whether the campaign already existed)."""
+    from .store.store import NotFoundError
+
+    sources = read_sources(images)              # bad input fails before anything is written
+    try:
+        camp = store.get_campaign(name)
+        task = settings.get("task", "caption")
+        if camp.task != task or camp.model != model:
+            raise InputError(f"campaign {name!r} exists with task {camp.task} and model {camp.model}; "
+                             f"refill it with the same task and model")
+        resumed = True
+    except NotFoundError:
+        store.create_campaign(name, model=model, **settings)
+        resumed = False
+    result = fill_campaign(store, name, sources, batch_size=batch_size, progress=progress, loader=loader)
+    return result, resumed

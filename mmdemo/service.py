@@ -556,6 +556,13 @@ class Service:
     def campaign(self, name: str) -> Any:
         return self.store().get_campaign(name)
 
+    def create_campaign(self, name: str, images: str | os.PathLike, *, model: str, **settings: Any) -> tuple[Any, bool]:
+        """Create campaign `name` (or refill it) from a folder, COCO file or table; pre-annotation uses this
+        service's models. Returns (mmdemo.campaigns.FillResult, whether it existed)."""
+        from .campaigns import create_and_fill
+
+        return create_and_fill(self.store(), name, images, model=model, loader=self.model, **settings)
+
     def next_task(self, campaign: str, annotator: str) -> Any:
         """Lease the next task of `campaign` to `annotator` (a store Task), or None when none is left for them."""
         return self.store().next_task(campaign, annotator)

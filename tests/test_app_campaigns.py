@@ -137,3 +137,30 @@ def test_a_word_map_for_the_task_image(client):
     with Image.open(path) as im:
         assert im.size == (16, 16)
     assert task["tokens"][1] == "red"
+
+
+def test_create_a_campaign_from_a_zip_upload(client, tmp_path):
+    import io
+    import zipfile
+
+    from gradio_client import handle_file
+    from PIL import Image
+
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i in range(3):
+            buf = io.BytesIO()
+            Image.fromarray(make_image(50 + i, 24)).save(buf, format="PNG")
+            z.writestr(f"set/{i}.png", buf.getvalue())
+        z.writestr("set/notes.txt", "ignored")
+        z.writestr("set/broken.png", b"not an image")
+    body, _ = client.predict([handle_file(str(archive))], "zipped", "shapes-cross", "caption", 2, "uncertainty",
+                             False, "", "fix the colours", api_name="/create_campaign")
+    assert (body["added"], body["resumed"], [u["image"] for u in body["unreadable"]]) == (3, False, ["set/broken.png"])
+    out = client.predict("zipped", "ana", api_name="/next_task")
+    assert task_of(out)["token_probs"] and "fix the colours" in out[8]      # pre-annotated by the model
+    body, _ = client.predict([handle_file(str(archive))], "zipped", "shapes-cross", "caption", 2, "uncertainty",
+                             False, "", "", api_name="/create_campaign")
+    assert (body["added"], body["skipped"], body["resumed"]) == (0, 3, True)
+    with pytest.raises(AppError, match="upload images"):
+        client.predict([], "x", "shapes-cross", "caption", 1, "random", False, "", "", api_name="/create_campaign")

@@ -31,25 +31,15 @@ def _questions(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from ..campaigns import fill_campaign, read_sources
-    from .store import NotFoundError, open_store
+    from ..campaigns import create_and_fill
+    from .store import open_store
 
-    sources = read_sources(args.images)          # bad input fails before anything is written
-    questions = _questions(args)
     with open_store() as store:
-        try:
-            camp = store.get_campaign(args.name)
-            if camp.task != args.task or camp.model != args.model:
-                raise InputError(f"campaign {args.name!r} exists with task {camp.task} and model {camp.model}; "
-                                 f"refill it with the same --task and --model")
-            resumed = True
-        except NotFoundError:
-            camp = store.create_campaign(args.name, model=args.model, model_revision=args.model_revision,
-                                         task=args.task, questions=questions, overlap=args.overlap,
-                                         order=args.order, review=args.review,
-                                         instructions=args.instructions or "", seed=args.seed)
-            resumed = False
-        result = fill_campaign(store, args.name, sources, batch_size=args.batch_size, progress=not args.json)
+        result, resumed = create_and_fill(
+            store, args.name, args.images, model=args.model, model_revision=args.model_revision, task=args.task,
+            questions=_questions(args), overlap=args.overlap, order=args.order, review=args.review,
+            instructions=args.instructions or "", seed=args.seed, batch_size=args.batch_size,
+            progress=not args.json)
         payload = {**result.to_dict(), "resumed": resumed, "campaign": store.get_campaign(args.name).to_dict()}
     if args.json:
         print(json.dumps(payload, ensure_ascii=False))

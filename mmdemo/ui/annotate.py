@@ -63,6 +63,26 @@ def build(service: Any) -> None:
         start = gr.Button("Start", variant="primary", scale=1, elem_id="annotate-start")
         if oauth:
             gr.LoginButton(scale=1)
+    with gr.Accordion("New campaign: upload a zip of images, images, or a COCO file / table with its images",
+                      open=False):
+        uploads = gr.File(file_count="multiple", label="Images, .zip, COCO .json, .csv or .parquet",
+                          file_types=[".zip", "image", ".json", ".csv", ".parquet"], elem_id="campaign-files")
+        with gr.Row():
+            new_name = gr.Textbox(label="Name", max_lines=1, elem_id="campaign-name")
+            models = [c.name for c in service.models()]
+            new_model = gr.Dropdown(models, value=service.default_model(), allow_custom_value=True, label="Model",
+                                    elem_id="campaign-model")
+            new_task = gr.Radio(["caption", "vqa"], value="caption", label="Task", elem_id="campaign-task")
+        with gr.Row():
+            new_overlap = gr.Number(value=1, minimum=1, maximum=100, precision=0, label="Overlap (annotators per "
+                                    "image)", elem_id="campaign-overlap")
+            new_order = gr.Radio(["uncertainty", "random", "imported"], value="uncertainty", label="Order",
+                                 elem_id="campaign-order")
+            new_review = gr.Checkbox(label="Review submissions", elem_id="campaign-review")
+        new_questions = gr.Textbox(label="Questions (vqa; one per line)", lines=2, elem_id="campaign-questions")
+        new_instructions = gr.Textbox(label="Instructions to annotators", lines=2, elem_id="campaign-instructions")
+        create = gr.Button("Create (or refill) campaign", variant="primary", elem_id="campaign-create")
+        created = gr.JSON(label="Created", elem_id="campaign-created")
     progress = gr.HTML(elem_id="annotate-progress")
     instructions = gr.Markdown(elem_id="annotate-instructions")
     with gr.Row():
@@ -164,10 +184,36 @@ def build(service: Any) -> None:
     def pick(evt: gr.SelectData) -> int:
         return int(evt.index) if isinstance(evt.index, int) else int(evt.index[0])
 
+    @handler
+    def create_campaign(files: list[str] | None, name: str, model: str, task: str, overlap: float, order: str,
+                        review: bool, questions: str, notes: str, progress: gr.Progress = gr.Progress(track_tqdm=True)):
+        """Create campaign `name` (or refill it) from uploaded images / zip / COCO / table; the model
+        pre-annotates images that come without a text. Returns what was added and the campaign list."""
+        import tempfile
+        from pathlib import Path
+
+        from ..campaigns import unpack_uploads
+
+        if not files:
+            raise gr.Error("upload images, a zip of images, or a COCO file / table first", print_exception=False)
+        with tempfile.TemporaryDirectory(prefix="mmdemo-campaign-") as tmp:
+            source = unpack_uploads(files, Path(tmp))
+            result, resumed = service.create_campaign(
+                (name or "").strip(), source, model=model, task=task, overlap=int(overlap or 1), order=order,
+                review=bool(review), instructions=notes or "",
+                questions=[q.strip() for q in (questions or "").splitlines() if q.strip()])
+            body = {**result.to_dict(), "resumed": resumed,      # names as uploaded, not the server's temp paths
+                    "unreadable": [{"image": os.path.relpath(u["path"], tmp),
+                                    "error": u["error"].replace(tmp + os.sep, "")} for u in result.unreadable]}
+        return body, gr.update(choices=_campaign_names(service), value=result.name)
+
     def live_diff(model_output: dict | None, corrected: str):
         task = (model_output or {}).get("task") or {}
         return _diff(service, task.get("model_output") or "", corrected or "")
 
+    create.click(create_campaign, [uploads, new_name, new_model, new_task, new_overlap, new_order, new_review,
+                                   new_questions, new_instructions], [created, campaign], api_name="create_campaign",
+                 concurrency_id="model")
     start.click(next_task, [campaign, annotator], outputs, api_name="next_task", concurrency_id="store")
     save.click(submit_task, [campaign, annotator, task_id, text], outputs, api_name="submit_task",
                concurrency_id="store")
@@ -242,6 +288,8 @@ def build_review(service: Any, tab: gr.Tab) -> None:
 
     gr.on([load.click, tab.select], review_queue, [campaign], [table], api_name="review_queue",
           concurrency_id="store")
+    tab.select(lambda: gr.update(choices=_campaign_names(service)), None, [campaign], api_visibility="private",
+               api_name="review_campaigns", show_progress="hidden")
     table.select(pick, [table], [correction, text], api_visibility="private", api_name="review_pick")
     apply.click(review_task, [correction, action, reviewer, text, version], [submission, text],
                 api_name="review_task", concurrency_id="store")
