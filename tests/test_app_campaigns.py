@@ -164,3 +164,14 @@ def test_create_a_campaign_from_a_zip_upload(client, tmp_path):
     assert (body["added"], body["skipped"], body["resumed"]) == (0, 3, True)
     with pytest.raises(AppError, match="upload images"):
         client.predict([], "x", "shapes-cross", "caption", 1, "random", False, "", "", api_name="/create_campaign")
+
+
+def test_agreement_plot_has_two_bars_per_annotator():
+    from mmdemo.ui.annotate import agreement_plot
+
+    status = {"agreement": {"word_similarity": 0.7},
+              "annotators": [{"annotator": "ana", "agreement": 0.8, "mean_edit_rate": 0.2},
+                             {"annotator": "ben", "agreement": None, "mean_edit_rate": 0.5}]}
+    ax = agreement_plot(status).axes[0]
+    assert [round(p.get_height(), 2) for p in ax.patches] == [0.8, 0.0, 0.2, 0.5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ana", "ben"]

@@ -246,6 +246,7 @@ def build_review(service: Any, tab: gr.Tab) -> None:
     with gr.Accordion("Campaign status and agreement", open=False):
         status_button = gr.Button("Refresh status", elem_id="review-status")
         status = gr.JSON(label="campaign_status", elem_id="review-status-json")
+        plot = gr.Plot(label="Annotators: agreement with the others and mean edit rate", elem_id="review-plot")
 
     @handler
     def review_queue(name: str):
@@ -293,7 +294,9 @@ def build_review(service: Any, tab: gr.Tab) -> None:
     table.select(pick, [table], [correction, text], api_visibility="private", api_name="review_pick")
     apply.click(review_task, [correction, action, reviewer, text, version], [submission, text],
                 api_name="review_task", concurrency_id="store")
-    status_button.click(campaign_status, [campaign], [status], api_name="campaign_status", concurrency_id="store")
+    status_button.click(campaign_status, [campaign], [status], api_name="campaign_status",
+                        concurrency_id="store").success(agreement_plot, [status], [plot], api_visibility="private",
+                                                        api_name="review_plot", show_progress="hidden")
 
 
 def _require(name: str, who: str) -> str:
@@ -327,3 +330,28 @@ def _progress_html(counts: dict[str, int]) -> str:
     return (f'<div id="annotate-progress-bar"><progress value="{done}" max="{max(total, 1)}" style="width:100%">'
             f'</progress><br>{done:,} of {total:,} tasks done · {counts["images_done"]:,} of {counts["images"]:,} '
             f'images · {counts["leased"]:,} open now · {counts["pending"]:,} waiting</div>')
+
+
+def agreement_plot(status: dict[str, Any] | None) -> Any:
+    """Bars per annotator: agreement with the others (word similarity) and mean edit rate (a matplotlib Figure)."""
+    from matplotlib.figure import Figure
+
+    people = (status or {}).get("annotators") or []
+    fig = Figure(figsize=(6, 2.6), dpi=100)
+    ax = fig.add_subplot()
+    if not people:
+        ax.text(0.5, 0.5, "no submissions yet", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    names = [p["annotator"] for p in people]
+    x = list(range(len(names)))
+    ax.bar([i - 0.2 for i in x], [p["agreement"] or 0 for p in people], width=0.4, label="agreement")
+    ax.bar([i + 0.2 for i in x], [p["mean_edit_rate"] or 0 for p in people], width=0.4, label="mean edit rate")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ws = ((status or {}).get("agreement") or {}).get("word_similarity")
+    if ws is not None:
+        ax.axhline(ws, color="gray", linestyle="--", linewidth=1, label=f"campaign word similarity {ws:.2f}")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_ylim(0, max(1.05, max(p["mean_edit_rate"] or 0 for p in people) * 1.1))
+    fig.tight_layout()
+    return fig
