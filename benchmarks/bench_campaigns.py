@@ -131,7 +131,8 @@ def main() -> None:
                "threads": os.environ.get("OMP_NUM_THREADS")}
     path = write("campaigns", payload)
     rows = [("tasks in the campaign", f"{queue['tasks']:,}"),
-            ("next_task median / p95", f"{queue['next_task_ms']['median']:.2f} / {queue['next_task_ms']['p95']:.2f} ms"),
+            ("next_task median / p95",
+             f"{queue['next_task_ms']['median']:.2f} / {queue['next_task_ms']['p95']:.2f} ms"),
             ("submit_task median / p95",
              f"{queue['submit_task_ms']['median']:.2f} / {queue['submit_task_ms']['p95']:.2f} ms"),
             ("campaign_status", f"{queue['campaign_status_ms']:.0f} ms ({queue['tasks_done_after']} tasks done)"),

@@ -250,8 +250,9 @@ def unpack_uploads(paths: Iterable[str | Path], into: Path, *, max_files: int = 
     return tables[0] if tables else into
 
 
-def create_and_fill(store: Any, name: str, images: str | Path, *, model: str, loader: Callable[[str], Any] | None = None,
-                    batch_size: int = 16, progress: bool = True, **settings: Any) -> tuple[FillResult, bool]:
+def create_and_fill(store: Any, name: str, images: str | Path, *, model: str,
+                    loader: Callable[[str], Any] | None = None, batch_size: int = 16, progress: bool = True,
+                    **settings: Any) -> tuple[FillResult, bool]:
     """Create campaign `name` (or refill it when it exists with the same task and model) from `images`
     (see read_sources); returns (what the fill did, whether the campaign already existed)."""
     from .store.store import NotFoundError
