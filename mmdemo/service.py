@@ -590,6 +590,14 @@ class Service:
     def campaign_counts(self, campaign: str) -> dict[str, int]:
         return self.store().campaign_counts(campaign)
 
+    def edit_correction(self, correction_id: str, corrected: str, annotator: str | None = None) -> dict[str, Any]:
+        """A new version of any saved correction; returns it with its history (JSON-ready)."""
+        return self.store().update(correction_id, corrected, annotator).to_dict(history=True)
+
+    def restore_version(self, correction_id: str, version: int, annotator: str | None = None) -> dict[str, Any]:
+        """An earlier version's text becomes the latest (as a new version); returns the correction with its history."""
+        return self.store().restore_version(correction_id, version, annotator).to_dict(history=True)
+
 
 # ------------------------------------------------------------------------------------- model calls
 

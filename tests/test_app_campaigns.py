@@ -175,3 +175,16 @@ def test_agreement_plot_has_two_bars_per_annotator():
     ax = agreement_plot(status).axes[0]
     assert [round(p.get_height(), 2) for p in ax.patches] == [0.8, 0.0, 0.2, 0.5]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["ana", "ben"]
+
+
+def test_dataset_rows_can_be_edited_and_restored(client, data_dir):
+    with open_store(str(data_dir / "corrections.db"), sync=None) as store:
+        cid = store.add(make_image(77), "a red circle", "a blue circle", model="shapes-cross", annotator="ana")
+    out, text = client.predict(cid, "a big blue circle", "ben", api_name="/edit_correction")
+    assert (out["version"], out["corrected"], out["annotator"], text) == (2, "a big blue circle", "ben",
+                                                                        "a big blue circle")
+    out, text = client.predict(cid, 1, "ben", api_name="/restore_version")
+    assert (out["version"], text) == (3, "a blue circle")
+    assert [v["corrected"] for v in out["history"]] == ["a blue circle", "a big blue circle", "a blue circle"]
+    with pytest.raises(AppError, match="no version 7"):
+        client.predict(cid, 7, "ben", api_name="/restore_version")
