@@ -191,10 +191,14 @@ def _annotate(camp: Any, todo: list[tuple[Source, Any, list[str | None]]], the_m
     if not need:
         return items
     model = the_model()
+    from .models.base import Decoding
+
+    decoding = Decoding().to_dict()        # model.caption(images) decodes with the defaults
     if camp.task == "caption":
         for (s, img, _), cap in zip(need, model.caption([img for _, img, _ in need])):
             items.append({"image": img, "image_path": s.path, "model_output": cap.text, "question": None,
-                          "tokens": [t for t, _ in cap.tokens], "token_probs": [float(p) for _, p in cap.tokens]})
+                          "tokens": [t for t, _ in cap.tokens], "token_probs": [float(p) for _, p in cap.tokens],
+                          "decoding": decoding})
     else:
         answers = model.answer([img for _, img, _ in need], [q for _, _, q in need])
         for (s, img, q), ans in zip(need, answers):

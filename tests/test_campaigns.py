@@ -80,6 +80,7 @@ def test_add_tasks_keeps_images_once_and_skips_what_is_there(store):
         store.add_tasks("c", [{**items(1)[0], "caption": "x"}])
     with pytest.raises(InputError, match="probabilities"):
         store.add_tasks("c", [{**items(1, start=9)[0], "token_probs": [1.5]}])
+    assert store.add_tasks("c", [{**items(1, start=9)[0], "token_probs": [1.0000001, 0.5]}]) == 1  # float32 noise
     with pytest.raises(NotFoundError):
         store.add_tasks("nope", items(1))
 
@@ -419,6 +420,9 @@ def test_fill_from_a_folder_pre_annotates_once_and_lists_unreadable(store, tmp_p
     t = store.next_task("f", "ana")
     assert (t.model_output, t.tokens, t.token_probs) == ("a blue star", ("a", "blue", "star"), (0.9, 0.3, 0.6))
     assert t.confidence == pytest.approx(0.6) and Path(t.image_path).parent == folder
+    from mmdemo.models.base import Decoding
+
+    assert store.get(store.submit_task(t.id, "a red star", "ana")).decoding == Decoding().to_dict()
 
 
 def test_fill_from_coco_and_tables_uses_their_texts(store, tmp_path):

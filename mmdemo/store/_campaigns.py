@@ -28,11 +28,11 @@ from sqlalchemy.engine import Connection
 from ..config import settings
 from ..errors import InputError
 from . import _schema as S
-from ._text import TASKS, clean_text, edit_rate
+from ._text import TASKS, clean_decoding, clean_text, edit_rate
 
 ORDERS = ("uncertainty", "random", "imported")
 ACTIONS = ("approve", "reject", "edit", "restore")
-TASK_FIELDS = {"image", "image_path", "model_output", "question", "token_probs", "tokens"}
+TASK_FIELDS = {"image", "image_path", "model_output", "question", "token_probs", "tokens", "decoding"}
 MAX_TOKENS = 4_096
 _BATCH = 500
 
@@ -111,9 +111,9 @@ def _probs(value: Any, field: str = "token_probs") -> tuple[float, ...] | None:
         raise InputError(f"{field} must be a list of numbers") from None
     if len(out) > MAX_TOKENS:
         raise InputError(f"{field} has {len(out):,} entries, the limit is {MAX_TOKENS:,}")
-    if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in out):
+    if not all(math.isfinite(p) and -1e-6 <= p <= 1.0 + 1e-6 for p in out):
         raise InputError(f"{field} must be probabilities between 0 and 1")
-    return out or None
+    return tuple(min(max(p, 0.0), 1.0) for p in out) or None    # float32 rounding may step just past 1
 
 
 def _tokens(value: Any) -> tuple[str, ...] | None:
@@ -238,6 +238,7 @@ class CampaignsMixin:
                 "image_path": None if path is None else str(path)[:4_000], "question": question,
                 "model_output": clean_text(item.get("model_output"), "model_output") or "",
                 "tokens": _tokens(item.get("tokens")), "token_probs": probs,
+                "decoding": clean_decoding(item.get("decoding")),
                 "confidence": fmean(probs) if probs else None}
 
     def _insert_tasks(self, camp: Campaign, rows: list[dict[str, Any]]) -> int:
@@ -267,6 +268,7 @@ class CampaignsMixin:
                             "model_output": r["model_output"],
                             "tokens": None if r["tokens"] is None else list(r["tokens"]),
                             "token_probs": None if r["token_probs"] is None else list(r["token_probs"]),
+                            "decoding": r["decoding"],
                             "confidence": r["confidence"], "position": position, "created_at": now,
                             "submissions": 0, "done": 0})
             conn.execute(insert(S.campaign_tasks), out)
@@ -335,7 +337,8 @@ class CampaignsMixin:
                 rate = edit_rate(task.model_output, text)
                 conn.execute(insert(S.corrections).values(
                     id=cid, created_at=now, updated_at=now, image_hash=task.image_hash, model=task.model,
-                    model_revision=task.model_revision, task=task.kind, question=task.question, decoding=None,
+                    model_revision=task.model_revision, task=task.kind, question=task.question,
+                    decoding=task.decoding,
                     model_output=task.model_output, corrected=text, annotator=who, note=note, version=1,
                     edit_rate=rate))
                 conn.execute(insert(S.correction_versions).values(

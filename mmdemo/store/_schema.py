@@ -129,6 +129,7 @@ campaign_tasks = Table(
     Column("model_output", Text, nullable=False),
     Column("tokens", _JSON),                                  # the model's tokens, when known
     Column("token_probs", _JSON),                             # their probabilities
+    Column("decoding", _JSON),                                # how the model decoded it (None: a given text)
     Column("confidence", Float),                              # mean token probability (None: unknown)
     Column("position", Float, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
