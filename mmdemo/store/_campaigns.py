@@ -198,7 +198,7 @@ class CampaignsMixin:
 
     def add_tasks(self, name: str, items: Iterable[dict[str, Any]]) -> int:
         """Add tasks; each item {"image": PIL|path|bytes, "image_path", "model_output", "question",
-        "token_probs"} (and optional "tokens"). Images are kept once by content hash; an item whose
+        "token_probs"} (and optional "tokens", "decoding"). Images are kept once by content hash; an item whose
         image (and question) the campaign already has is skipped. Returns how many tasks were added."""
         camp = self.get_campaign(name)
         added = 0

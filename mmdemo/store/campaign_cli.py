@@ -57,7 +57,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     with open_store() as store:
         rows = [c.to_dict() for c in store.list_campaigns()]
-        status = {c["name"]: store.campaign_status(c["name"]) for c in rows} if not args.json else {}
+        status = {c["name"]: store.campaign_counts(c["name"]) for c in rows} if not args.json else {}
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
         return 0
