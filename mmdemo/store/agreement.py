@@ -9,11 +9,15 @@ directions of a pair (chrF weighs recall over precision, so chrF(a, b) ≠ chrF(
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import combinations
+from threading import Lock
 from statistics import fmean
 from typing import Any, Hashable, Mapping
 
 from ._text import word_distance
+
+_LOCK = Lock()
 
 
 def word_similarity(a: str, b: str) -> float:
@@ -24,11 +28,23 @@ def word_similarity(a: str, b: str) -> float:
 
 
 def chrf(a: str, b: str) -> float:
-    """chrF of a against b and of b against a, averaged (sacrebleu, 0–100)."""
+    """chrF of a against b and of b against a, averaged (sacrebleu, 0–100). Remembered per pair of texts,
+    so a campaign's status recomputes only what changed."""
+    return _chrf(a, b) if a <= b else _chrf(b, a)
+
+
+@lru_cache(maxsize=100_000)
+def _chrf(a: str, b: str) -> float:
+    metric = _metric()
+    with _LOCK:                 # one sacrebleu metric object, shared by the app's threads
+        return (metric.sentence_score(a, [b]).score + metric.sentence_score(b, [a]).score) / 2
+
+
+@lru_cache(maxsize=1)
+def _metric() -> Any:
     from sacrebleu.metrics import CHRF
 
-    metric = CHRF()
-    return (metric.sentence_score(a, [b]).score + metric.sentence_score(b, [a]).score) / 2
+    return CHRF()
 
 
 def agreement(texts: Mapping[Hashable, Mapping[str, str]]) -> dict[str, Any]:
