@@ -70,11 +70,12 @@ def test_ctrl_enter_through_three_tasks_then_restore_a_version(page, data_dir):
     page.click("#annotate-start")
     text_is(page, "a red circle 0")
     assert "name every shape" in page.inner_text("#annotate-instructions")
-    page.wait_for_selector("#annotate-tokens .token")
+    page.locator("#annotate-tokens .token").nth(1).click()            # the word "red": its map on the image
+    page.wait_for_selector("#annotate-map img")
     for i in range(3):
         box = page.locator("#annotate-text textarea")
         box.fill(f"a blue circle {i}")
-        page.wait_for_selector("#annotate-diff .token")               # the live diff shows the change
+        page.wait_for_function("() => document.querySelector('#annotate-diff').innerText.includes('blue')")  # live
         box.press("Control+Enter")
         text_is(page, f"a red circle {i + 1}")                        # saved; the next task is up
     assert "3 of 4 tasks done" in page.inner_text("#annotate-progress")

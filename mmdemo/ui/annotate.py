@@ -223,7 +223,7 @@ def build(service: Any) -> None:
     tokens.select(pick, None, [clicked], api_visibility="private", api_name="annotate_pick", show_progress="hidden")
     clicked.change(word_map_of, [campaign, payload, clicked], [word_map], api_name="annotate_map",
                    concurrency_id="model", trigger_mode="always_last")
-    text.input(live_diff, [payload, text], [diff], api_visibility="private", api_name="annotate_diff",
+    text.change(live_diff, [payload, text], [diff], api_visibility="private", api_name="annotate_diff",
                show_progress="hidden", trigger_mode="always_last")
 
 
