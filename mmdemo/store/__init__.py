@@ -8,6 +8,12 @@
 
     export(store, "parquet", "corrections.parquet")  # or csv, jsonl, coco; import_coco("captions.json")
 
+    store.create_campaign("spring", model="shapes-cross", overlap=2)        # campaigns: a shared, leased queue
+    store.add_tasks("spring", [{"image": image, "image_path": "a.png", "model_output": "a red circle",
+                                "question": None, "token_probs": [0.9, 0.4, 0.8]}])
+    task = store.next_task("spring", "ana"); store.submit_task(task.id, "a red square", "ana")
+    store.campaign_status("spring")                  # progress, agreement, annotators (see _campaigns)
+
 Exports and imports live in mmdemo.store.exports (pandas/pyarrow load only when an export runs).
 """
 from ._campaigns import ORDERS, Campaign, Task
