@@ -281,7 +281,7 @@ class CampaignsMixin:
         who = _annotator(annotator)
         t, s, k = S.campaign_tasks.c, S.campaign_submissions.c, S.campaign_skips.c
         now = S.utcnow()
-        until = now + timedelta(seconds=settings().lease_seconds)
+        until = now + timedelta(seconds=max(1, settings().lease_seconds))
         with self._tx("lease a task", write=True) as conn:  # type: ignore[attr-defined]
             cid = self._campaign_id(conn, campaign)
             mine = conn.execute(select(t.id, t.lease_started).where(
@@ -388,7 +388,7 @@ class CampaignsMixin:
         who = _annotator(annotator)
         t, s, k = S.campaign_tasks.c, S.campaign_submissions.c, S.campaign_skips.c
         now = S.utcnow()
-        until = now + timedelta(seconds=settings().lease_seconds)
+        until = now + timedelta(seconds=max(1, settings().lease_seconds))
         with self._tx("go back a task", write=True) as conn:  # type: ignore[attr-defined]
             cid = self._campaign_id(conn, campaign)
             sub_q = select(s.task_id, s.submitted_at.label("at"), s.correction_id).where(
