@@ -84,11 +84,15 @@ def bench_queue(folder: Path, tasks: int, calls: int, annotators: int = 10) -> d
         status = store.campaign_status("bench")
         status_ms = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
+        store.campaign_status("bench")
+        status_again_ms = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
         store.campaign_counts("bench")
         counts_ms = (time.perf_counter() - t) * 1000
     return {"tasks": tasks, "calls": calls, "annotators": annotators, "bulk_fill_s": fill_s,
             "add_tasks_per_s": add_per_s, "next_task_ms": _ms(nexts), "submit_task_ms": _ms(submits),
-            "campaign_status_ms": status_ms, "campaign_counts_ms": counts_ms, "tasks_done_after": status["tasks_done"]}
+            "campaign_status_ms": status_ms, "campaign_status_again_ms": status_again_ms,
+            "campaign_counts_ms": counts_ms, "tasks_done_after": status["tasks_done"]}
 
 
 def bench_preannotate(folder: Path, model: str, n: int) -> dict:
@@ -135,7 +139,8 @@ def main() -> None:
              f"{queue['next_task_ms']['median']:.2f} / {queue['next_task_ms']['p95']:.2f} ms"),
             ("submit_task median / p95",
              f"{queue['submit_task_ms']['median']:.2f} / {queue['submit_task_ms']['p95']:.2f} ms"),
-            ("campaign_status", f"{queue['campaign_status_ms']:.0f} ms ({queue['tasks_done_after']} tasks done)"),
+            ("campaign_status, first / again", f"{queue['campaign_status_ms']:.0f} / "
+             f"{queue['campaign_status_again_ms']:.0f} ms ({queue['tasks_done_after']} tasks done)"),
             ("campaign_counts (progress bar)", f"{queue['campaign_counts_ms']:.0f} ms"),
             ("add_tasks", f"{queue['add_tasks_per_s']:.0f} tasks/s (16×16 images)")]
     rows += [(f"pre-annotation {p['model']}", f"{p['images_per_s']:.1f} images/s" if "images_per_s" in p

@@ -268,6 +268,22 @@ def test_campaign_agreement_equals_hand_computed_values(store):
     assert (s["tasks_done"], s["images_done"], s["pending"]) == (1, 1, 2)
 
 
+def test_remembered_chrf_follows_the_texts(store):
+    campaign(store, n=1, overlap=2)
+    t = store.next_task("c", "ana")
+    store.submit_task(t.id, "a red circle", "ana")
+    ben = store.submit_task(store.next_task("c", "ben").id, "a blue circle", "ben")
+    first = store.campaign_status("c")["agreement"]
+    assert first["chrf"] == pytest.approx(chrf("a red circle", "a blue circle"))
+    with store.engine.connect() as conn:
+        assert conn.execute(select(_schema.campaign_tasks.c.chrf)).scalar() == pytest.approx(first["chrf"])
+    assert store.campaign_status("c")["agreement"] == first                  # from the stored value
+    store.review_task(ben, "edit", "rita", corrected="a red circle")
+    assert store.campaign_status("c")["agreement"] == {"word_similarity": 1.0, "chrf": pytest.approx(100.0)}
+    store.review_task(ben, "reject", "rita")
+    assert store.campaign_status("c")["agreement"] == {"word_similarity": None, "chrf": None}
+
+
 def test_migration_recomputes_stored_edit_rates(store_url):
     with open_store(store_url, sync=None) as s:
         cid = s.add(make_image(1), "a red circle left of a star", "a star left of a red circle", model="m")

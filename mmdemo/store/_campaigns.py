@@ -13,6 +13,7 @@ different tasks without waiting for each other.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import random
@@ -22,13 +23,15 @@ from datetime import datetime, timedelta
 from statistics import fmean, median
 from typing import Any, Iterable
 
-from sqlalchemy import delete, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..config import settings
-from ..errors import InputError
+from ..errors import InputError, StoreError
 from . import _schema as S
 from ._text import TASKS, clean_decoding, clean_text, edit_rate
+
+log = logging.getLogger(__name__)
 
 ORDERS = ("uncertainty", "random", "imported")
 ACTIONS = ("approve", "reject", "edit", "restore")
@@ -523,14 +526,12 @@ class CampaignsMixin:
         """{"name", "images", "tasks_done", "images_done", "leased", "pending",
         "agreement": {"word_similarity", "chrf"}, "annotators": [{"annotator", "tasks_done",
         "median_seconds", "mean_edit_rate", "agreement"}]} — agreement over submissions not rejected."""
-        from .agreement import agreement
-
         counts = self.campaign_counts(campaign)
         rows = [r for r in self._submission_rows(campaign) if r.status != "rejected"]
         texts: dict[int, dict[str, str]] = {}
         for r in rows:
             texts.setdefault(r.task_id, {})[r.annotator] = r.corrected
-        agree = agreement(texts)
+        agree = self._agreement(campaign, texts)
         people: dict[str, list[Any]] = {}
         for r in rows:
             people.setdefault(r.annotator, []).append(r)
@@ -546,6 +547,30 @@ class CampaignsMixin:
                 "images_done": counts["images_done"], "leased": counts["leased"], "pending": counts["pending"],
                 "agreement": {"word_similarity": agree["word_similarity"], "chrf": agree["chrf"]},
                 "annotators": annotators}
+
+    def _agreement(self, campaign: str, texts: dict[int, dict[str, str]]) -> dict[str, Any]:
+        """agreement.agreement over the tasks' texts, reusing each task's stored chrF while its texts are
+        unchanged and storing the ones computed now (a failed store only costs the next call the time)."""
+        from .agreement import agreement, texts_key
+
+        t = S.campaign_tasks.c
+        keys = {tid: texts_key(by) for tid, by in texts.items() if len(by) >= 2}
+        with self._tx("read stored agreement") as conn:  # type: ignore[attr-defined]
+            cid = self._campaign_id(conn, campaign)
+            stored = conn.execute(select(t.id, t.chrf, t.chrf_key)
+                                  .where(t.campaign_id == cid, t.chrf_key.is_not(None))).all()
+        known = {tid: value for tid, value, key in stored if keys.get(tid) == key}
+        agree = agreement(texts, known)
+        fresh = [{"_id": tid, "_chrf": agree["items"][tid]["chrf"], "_key": key}
+                 for tid, key in keys.items() if tid not in known]
+        if fresh:
+            try:
+                with self._tx("store agreement", write=True) as conn:  # type: ignore[attr-defined]
+                    conn.execute(update(S.campaign_tasks).where(t.id == bindparam("_id"))
+                                 .values(chrf=bindparam("_chrf"), chrf_key=bindparam("_key")), fresh)
+            except StoreError as e:
+                log.warning("could not remember agreement of campaign %s: %s", campaign, e)
+        return agree
 
     def campaign_counts(self, campaign: str) -> dict[str, int]:
         """Progress only (index scans, no texts): {"images", "tasks", "tasks_done", "images_done", "leased",

@@ -131,6 +131,8 @@ campaign_tasks = Table(
     Column("token_probs", _JSON),                             # their probabilities
     Column("decoding", _JSON),                                # how the model decoded it (None: a given text)
     Column("confidence", Float),                              # mean token probability (None: unknown)
+    Column("chrf", Float),                                    # annotators' chrF on this task, remembered …
+    Column("chrf_key", String(64)),                           # … for this set of texts (sha256 of them)
     Column("position", Float, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("submissions", Integer, nullable=False),

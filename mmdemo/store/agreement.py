@@ -47,8 +47,10 @@ def _metric() -> Any:
     return CHRF()
 
 
-def agreement(texts: Mapping[Hashable, Mapping[str, str]]) -> dict[str, Any]:
+def agreement(texts: Mapping[Hashable, Mapping[str, str]],
+              known_chrf: Mapping[Hashable, float] | None = None) -> dict[str, Any]:
     """`texts`: item → {annotator: text}. Returns the campaign's figures, each item's, and each annotator's.
+    `known_chrf`: item → its chrF already computed for these same texts (chrF is the slow part).
 
     {"word_similarity": mean over items (None when no item has two texts), "chrf": likewise,
      "items": {item: {"word_similarity", "chrf", "pairs"}},
@@ -60,17 +62,28 @@ def agreement(texts: Mapping[Hashable, Mapping[str, str]]) -> dict[str, Any]:
         pairs = list(combinations(sorted(by_annotator), 2))
         if not pairs:
             continue
-        sims, chrfs = [], []
+        sims = []
         for x, y in pairs:
             sim = word_similarity(by_annotator[x], by_annotator[y])
             sims.append(sim)
-            chrfs.append(chrf(by_annotator[x], by_annotator[y]))
             mine.setdefault(x, []).append(sim)
             mine.setdefault(y, []).append(sim)
-        items[item] = {"word_similarity": fmean(sims), "chrf": fmean(chrfs), "pairs": len(pairs)}
+        if known_chrf is not None and item in known_chrf:
+            item_chrf = known_chrf[item]
+        else:
+            item_chrf = fmean(chrf(by_annotator[x], by_annotator[y]) for x, y in pairs)
+        items[item] = {"word_similarity": fmean(sims), "chrf": item_chrf, "pairs": len(pairs)}
     return {
         "word_similarity": fmean(i["word_similarity"] for i in items.values()) if items else None,
         "chrf": fmean(i["chrf"] for i in items.values()) if items else None,
         "items": items,
         "annotators": {a: fmean(v) for a, v in mine.items()},
     }
+
+
+def texts_key(by_annotator: Mapping[str, str]) -> str:
+    """A digest of one item's texts by annotator: its remembered chrF is valid while this is unchanged."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(sorted(by_annotator.items()), ensure_ascii=False).encode()).hexdigest()
