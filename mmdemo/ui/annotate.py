@@ -277,8 +277,8 @@ def build_review(service: Any, tab: gr.Tab) -> None:
 
     def pick(data: Any, evt: gr.SelectData):
         try:
-            row = data.iloc[evt.index[0]] if hasattr(data, "iloc") else data[evt.index[0]]
-            return str(row["correction_id"] if hasattr(row, "__getitem__") else ""), str(row["corrected"])
+            row = data.iloc[evt.index[0]]          # the table arrives as a pandas DataFrame
+            return str(row["correction_id"]), str(row["corrected"])
         except Exception:  # noqa: BLE001 - a click outside the rows
             return gr.update(), gr.update()
 
