@@ -30,6 +30,7 @@ class Settings:
     extra_models: tuple[str, ...] = field(default_factory=tuple)  # MMDEMO_MODELS: comma list offered in the UI
     oauth: bool = False                      # MMDEMO_OAUTH=1, or OAUTH_CLIENT_ID (a Space with hf_oauth): logins count
     admins: tuple[str, ...] = field(default_factory=tuple)  # MMDEMO_ADMINS: comma list (default: SPACE_AUTHOR_NAME)
+    lease_seconds: int = 600                 # MMDEMO_LEASE_SECONDS: how long a campaign task stays with an annotator
 
 
 def settings() -> Settings:
@@ -46,6 +47,7 @@ def settings() -> Settings:
         oauth=_flag(env.get("MMDEMO_OAUTH")) if (env.get("MMDEMO_OAUTH") or "").strip()
         else bool((env.get("OAUTH_CLIENT_ID") or "").strip()),
         admins=_names(env.get("MMDEMO_ADMINS", "")) or _names(env.get("SPACE_AUTHOR_NAME", "")),
+        lease_seconds=_int("MMDEMO_LEASE_SECONDS", 600),
     )
 
 

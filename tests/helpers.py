@@ -19,6 +19,18 @@ from mmdemo.models.registry import get_entry
 
 EXAMPLES = ASSETS / "examples"
 TRAINED = get_entry("shapes-cross").available()
+CHROMIUM = os.environ.get("MMDEMO_CHROMIUM", "/usr/lib/chromium/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+BROWSER_TIMEOUT_MS = 30_000
+
+
+def playwright_or_skip():
+    """playwright.sync_api, or skip the calling test module (no Debian Chromium, or no playwright package)."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: run `bash .ci/browser.sh` (Debian package `chromium`) to install it",
+                    allow_module_level=True)
+    return pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
 
 def require_weights(name: str) -> None:

@@ -18,19 +18,13 @@ import pytest
 
 from mmdemo.models.registry import get_entry
 from mmdemo.service import Service
-from helpers import TRAINED, example, served_app
+from helpers import (BROWSER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS, TRAINED, example, playwright_or_skip,
+                     served_app)
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("MMDEMO_CHROMIUM", "/usr/lib/chromium/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-TIMEOUT_MS = 30_000
-
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM}: run `bash .ci/browser.sh` (Debian package `chromium`) to install it",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+ARGS, TIMEOUT_MS = CHROMIUM_ARGS, BROWSER_TIMEOUT_MS
+sync_api = playwright_or_skip()
 
 
 @pytest.fixture(scope="module")

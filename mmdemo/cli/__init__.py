@@ -14,7 +14,8 @@ from ..errors import MmdemoError
 from ._common import emit
 
 Handler = Callable[[argparse.Namespace], int]
-COMMANDS = ("mmdemo.cli.models", "mmdemo.cli.explain", "mmdemo.cli.store", "mmdemo.cli.space")   # modules with add_commands(sub)
+COMMANDS = ("mmdemo.cli.models", "mmdemo.cli.explain", "mmdemo.cli.store", "mmdemo.cli.campaign",
+            "mmdemo.cli.space")   # modules with add_commands(sub)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,5 +1,5 @@
-"""What the UI calls: one object over three parts with one job each — the model pool (which models, loaded once,
-locks, devices), requests (caption, ask, explain, modality, faithfulness) and corrections (the store).
+"""What the UI calls: one object over parts with one job each — the model pool (which models, loaded once, locks,
+devices), requests (caption, ask, explain, modality, faithfulness), corrections (the store) and campaigns.
 
     from mmdemo.service import Service
     service = Service()                                   # cheap: models and store open on first use
@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 from ..images import ImageSource
 from ..models.base import MAX_NEW_TOKENS, STRATEGIES, Decoding, VLModel
+from .campaigns import Campaigns
 from .corrections import Corrections, diff
 from .pool import ModelPool
 from .requests import MAX_QUESTION_CHARS, MAX_TOP_K, Requests, clean_question
@@ -42,6 +43,12 @@ class Service:
         c = self.corrections_
         self.store, self.corrections, self.count, self.stats = c.store, c.list, c.count, c.stats
         self.export, self.image_bytes, self.close = c.export, c.image_bytes, c.close
+        # campaigns
+        self.campaigns_ = Campaigns(c.store, pool.model)
+        for name in ("campaigns", "campaign", "create_campaign", "next_task", "submit_task", "skip_task",
+                     "previous_task", "review_task", "review_queue", "campaign_status", "campaign_counts",
+                     "edit_correction", "restore_version"):
+            setattr(self, name, getattr(self.campaigns_, name))
 
     def save_correction(self, image: ImageSource, model_output: str | None, corrected: str, *, model_name: str,
                         **fields: Any) -> SavedCorrection:

@@ -18,6 +18,8 @@ LIMITS: dict[str, int] = {
     "model": 200,
     "model_revision": 200,
     "decoding": 2_000,      # the decoding settings, as JSON
+    "campaign": 100,        # a campaign's name
+    "instructions": 4_000,  # a campaign's instructions to annotators
 }
 TASKS = ("caption", "vqa")
 
@@ -99,14 +101,20 @@ def word_diff(a: str | None, b: str | None) -> list[DiffOp]:
 
 
 def edit_rate(a: str | None, b: str | None) -> float:
-    """Word edits (substituted, deleted, inserted) needed to turn `a` into `b`, per word of `a`.
+    """Word-level Levenshtein distance from `a` to `b` (substituted, deleted, inserted words), per word of `a`.
 
     0.0 when the correction keeps the model output; 1.0 when every word changed; can exceed 1.0
     when words were added. Words are split on whitespace, case and punctuation count.
+
+    >>> edit_rate("a red circle left of a star", "a star left of a red circle")
+    0.5714285714285714
     """
     wa, wb = (a or "").split(), (b or "").split()
-    edits = 0
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
-        if tag != "equal":
-            edits += max(i2 - i1, j2 - j1)
-    return edits / max(len(wa), 1)
+    return word_distance(wa, wb) / max(len(wa), 1)
+
+
+def word_distance(wa: list[str], wb: list[str]) -> int:
+    """Levenshtein distance between two word lists (rapidfuzz compares list items as symbols)."""
+    from rapidfuzz.distance import Levenshtein
+
+    return int(Levenshtein.distance(wa, wb))

@@ -16,6 +16,7 @@ from sqlalchemy.pool import StaticPool
 from ..config import settings
 from ..errors import InputError, MmdemoError, StoreError
 from . import _schema as S
+from ._campaigns import CampaignsMixin
 from ._gate import WriteGate
 from ._images import ImageFiles, ImageTable, check_hash
 from ._restore import image_size, mirrored_rows
@@ -111,7 +112,7 @@ def _insert_ignoring_duplicates(conn: Connection, table: Any, rows: list[dict[st
     conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
 
 
-class Store:
+class Store(CampaignsMixin):
     """Corrections with full provenance, every version kept, images stored once by content hash.
 
     Thread-safe (a connection pool); open one per process. Every method raises StoreError when the

@@ -12,7 +12,7 @@ import gradio as gr
 from ..config import ASSETS, settings
 from ..service import Service
 from ..world.examples import read_examples
-from . import about, ask, caption, correct, dataset, fusion
+from . import about, annotate, ask, caption, correct, dataset, fusion
 from .common import ImageInput, Shared, handler, plain
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,10 @@ def build_app(service: Service | None = None, *, warm: bool = True) -> gr.Blocks
                         count = correct.build(shared)
                     with gr.Tab("Dataset", id="dataset") as dataset_tab:
                         dataset.build(service, dataset_tab)
+                    with gr.Tab("Annotate", id="annotate"):
+                        annotate.build(service)
+                    with gr.Tab("Review", id="review") as review_tab:
+                        annotate.build_review(service, review_tab)
                     with gr.Tab("About", id="about"):
                         about.build(service)
 
@@ -100,6 +104,7 @@ def build_app(service: Service | None = None, *, warm: bool = True) -> gr.Blocks
                             show_progress="hidden")
         demo.load(lambda: correct.count_text(service), None, [count], api_visibility="private",
                   api_name="load_count", show_progress="hidden")
+        demo.load(None, None, None, js=annotate.KEYS_JS, api_visibility="private", api_name="annotate_keys")
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=concurrency_limit())
     if warm and default:
         threading.Thread(target=_warm, args=(service, default), name="mmdemo-warm", daemon=True).start()

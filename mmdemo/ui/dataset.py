@@ -34,6 +34,18 @@ def build(service, tab: gr.Tab) -> None:
         fmt = gr.Radio(FORMATS, value="csv", label="Export format", scale=2)
         export_button = gr.Button("Export", variant="primary", scale=1, elem_id="dataset-export")
     download = gr.File(label="Download", interactive=False, elem_id="dataset-download")
+    with gr.Accordion("Edit a row (click it in the table): save a new version, or restore an earlier one",
+                      open=False):
+        with gr.Row():
+            row_id = gr.Textbox(label="Correction id", max_lines=1, elem_id="dataset-edit-id")
+            editor = gr.Textbox(label="Your name", max_lines=1, elem_id="dataset-edit-annotator")
+            restore_to = gr.Number(label="Version to restore", precision=0, value=1, minimum=1,
+                                   elem_id="dataset-edit-version")
+        row_text = gr.Textbox(label="Corrected text", lines=2, elem_id="dataset-edit-text")
+        with gr.Row():
+            save_row = gr.Button("Save as a new version", variant="primary", elem_id="dataset-edit-save")
+            restore_row = gr.Button("Restore that version", elem_id="dataset-edit-restore")
+        row_json = gr.JSON(label="The correction and every version", elem_id="dataset-edit-json")
 
     @handler
     def corrections(model: str, task: str, annotator: str, search: str, profile: gr.OAuthProfile | None):
@@ -69,6 +81,31 @@ def build(service, tab: gr.Tab) -> None:
         statistics, None, [stats], api_name="stats", concurrency_id="store").success(
         _figure, [stats], [plot], api_visibility="private", api_name="plot_stats", show_progress="hidden")
     export_button.click(export, [fmt], [download], api_name="export", concurrency_id="store")
+
+    def pick(data: Any, evt: gr.SelectData):
+        try:
+            row = data.iloc[evt.index[0]]
+            return str(row["id"]), str(row["corrected"])
+        except Exception:  # noqa: BLE001 - a click outside the rows
+            return gr.update(), gr.update()
+
+    @handler
+    def edit_correction(cid: str, corrected: str, annotator: str) -> tuple:
+        """Save `corrected` as a new version of correction `cid`; returns it with every version, and its text."""
+        out = service.edit_correction((cid or "").strip(), corrected, (annotator or "").strip() or None)
+        return out, out["corrected"]
+
+    @handler
+    def restore_version(cid: str, version: float | None, annotator: str) -> tuple:
+        """Make version `version` of correction `cid` the latest (a new version; nothing is lost)."""
+        out = service.restore_version((cid or "").strip(), int(version or 0), (annotator or "").strip() or None)
+        return out, out["corrected"]
+
+    table.select(pick, [table], [row_id, row_text], api_visibility="private", api_name="dataset_pick")
+    save_row.click(edit_correction, [row_id, row_text, editor], [row_json, row_text], api_name="edit_correction",
+                   concurrency_id="store")
+    restore_row.click(restore_version, [row_id, restore_to, editor], [row_json, row_text],
+                      api_name="restore_version", concurrency_id="store")
 
 
 def _user(profile: gr.OAuthProfile | None) -> str | None:
