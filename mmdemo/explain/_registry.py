@@ -15,7 +15,7 @@ MODULES = ("attention", "rollout", "relevance", "ig", "ig_pixels", "saliency", "
 def load_all() -> dict[str, type[MapMethod]]:
     """Import every method module (each registers itself); returns METHODS."""
     for name in MODULES:
-        importlib.import_module(f"{__package__}.{name}")
+        importlib.import_module(f"{__package__}.methods.{name}")
     return METHODS
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 from captum.attr import InputXGradient
 
-from ..models.base import ExplainInputs
-from ._forward import ScoreFunction, image_baseline, pool_to_grid
-from ._method import MapMethod
-from ._registry import register
+from ...models.base import ExplainInputs
+from .._forward import ScoreFunction, image_baseline, pool_to_grid
+from .._method import MapMethod
+from .._registry import register
 
 
 @register

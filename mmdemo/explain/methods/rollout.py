@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from ..models.base import ExplainInputs, VLModel
-from ._forward import record_attention
-from ._method import MapMethod
-from ._registry import register
-from ._rows import row_weights
+from ...models.base import ExplainInputs, VLModel
+from .._forward import record_attention
+from .._method import MapMethod
+from .._registry import register
+from .._rows import row_weights
 
 
 def residual(att: torch.Tensor) -> torch.Tensor:

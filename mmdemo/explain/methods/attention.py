@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
-from ..models.base import ExplainInputs, VLModel
-from ._method import MapMethod
-from ._registry import register
-from ._rows import row_weights
+from ...errors import InputError
+from ...models.base import ExplainInputs, VLModel
+from .._method import MapMethod
+from .._registry import register
+from .._rows import row_weights
 
 
 def pick(att: torch.Tensor, index: int | None, axis: int, what: str) -> torch.Tensor:

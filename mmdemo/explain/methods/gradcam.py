@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from captum.attr import LayerGradCam
 
-from ..models.base import ExplainInputs
-from ._forward import ScoreFunction
-from ._layers import GridTap
-from ._method import MapMethod
-from ._registry import register
+from ...models.base import ExplainInputs
+from .._forward import ScoreFunction
+from .._layers import GridTap
+from .._method import MapMethod
+from .._registry import register
 
 
 @register
