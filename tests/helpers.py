@@ -103,7 +103,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(service: Service):
+def serve(service):
     """Build and launch the app in a background thread (data folder: MMDEMO_DATA_DIR); returns (demo, url)."""
     from mmdemo.ui import build_app, launch_options
 

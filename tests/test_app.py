@@ -3,7 +3,6 @@ shipped weights, and hostile input → a clear message while the app keeps servi
 from __future__ import annotations
 
 import io
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,9 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmdemo.models.registry import get_entry
 from mmdemo.service import Service
-from helpers import TRAINED, example, huge_png, serve, served_app, tiny_models
+from helpers import TRAINED, example, huge_png, serve, served_app
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from mmdemo.models.registry import get_entry
-from mmdemo.service import Service
 from helpers import (BROWSER_TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS, TRAINED, example, playwright_or_skip,
                      served_app)
 
@@ -192,7 +190,7 @@ def test_review_queue(page, shots):
 
 
 def test_hostile_input_in_the_page(page, shots, tmp_path):
-    from test_service import huge_png
+    from helpers import huge_png
 
     bad = tmp_path / "notes.png"
     bad.write_text("not an image, whatever the name says")

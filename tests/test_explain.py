@@ -15,11 +15,8 @@ from mmdemo.explain import (CACHE, METHODS, available_methods, deletion_insertio
 from mmdemo.explain._forward import ScoreFunction, image_baseline
 from mmdemo.models.base import ExplainInputs, ModelInfo, Target, VLModel
 from mmdemo.models.shapes.model import ShapesModel
-from mmdemo.models.shapes.net import ShapesConfig, ShapesNet
-from mmdemo.models.shapes.tokenizer import vocabulary
 from mmdemo.world.render import render
 from mmdemo.world.scene import sample_scene
-from mmdemo.world.vocab import ANSWERS
 
 torch.set_num_threads(1)
 QUESTION = "what color is the circle?"

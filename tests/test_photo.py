@@ -18,7 +18,7 @@ from mmdemo.errors import InputError
 from mmdemo.images import load_image
 from mmdemo.models.base import Target
 from mmdemo.models.photo.questions import parse
-from mmdemo.models.photo.vision import pair_state_dict
+from mmdemo.models.efficientnet import pair_state_dict
 from mmdemo.models.photo.vocabulary import join, load_vocabulary, named_spans, words
 from mmdemo.models.photo.wording import Hedges, caption_text, caption_tokens
 

@@ -103,7 +103,7 @@ def test_pretraining_lowers_its_losses_on_a_small_batch(fusion):
 
 def test_imagenet_encoder_loads_the_package_weights_and_stays_frozen():
     from mmdemo.models.photo import _sources
-    from mmdemo.models.photo.vision import build_classifier
+    from mmdemo.models.efficientnet import build_classifier
 
     embed = BackboneEmbed(32, 224)
     embed.load_imagenet()

@@ -10,11 +10,10 @@ import pytest
 from PIL import Image
 
 from mmdemo import Target
-from mmdemo.config import ASSETS
 from mmdemo.errors import ImageError, InputError, MmdemoError, StoreError, UnknownModelError
 from mmdemo.models.base import Decoding
 from mmdemo.service import MAX_QUESTION_CHARS, AnswerResult, CaptionResult, Service
-from helpers import EXAMPLES, example, huge_png, tiny_model, tiny_models
+from helpers import EXAMPLES, example, huge_png, tiny_model
 
 
 

@@ -8,10 +8,9 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from ..errors import MmdemoError
-from ._common import emit
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS = ("mmdemo.cli.models", "mmdemo.cli.explain", "mmdemo.cli.store", "mmdemo.cli.campaign",

@@ -93,10 +93,8 @@ def _cmd_easy_vqa(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from ..train.config import TrainConfig
-    def model_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", default=None, help="registered name, hub id or local folder (default: MMDEMO_DEFAULT_MODEL)")
-        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when present)")
-        p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    model_args = add_model_args
 
     p = sub.add_parser("caption", help="caption an image")
     p.add_argument("image")

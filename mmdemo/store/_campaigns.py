@@ -173,12 +173,11 @@ class CampaignsMixin:
         return self.get_campaign(title)
 
     def get_campaign(self, name: str) -> Campaign:
-        from .store import NotFoundError
 
         with self._tx("read a campaign") as conn:  # type: ignore[attr-defined]
             row = conn.execute(select(S.campaigns).where(S.campaigns.c.name == name)).first()
         if row is None:
-            raise NotFoundError(f"no campaign named {name!r}")
+            raise S.NotFoundError(f"no campaign named {name!r}")
         return _campaign(row)
 
     def list_campaigns(self) -> list[Campaign]:
@@ -246,7 +245,6 @@ class CampaignsMixin:
 
     def _insert_tasks(self, camp: Campaign, rows: list[dict[str, Any]]) -> int:
         t = S.campaign_tasks.c
-        from .store import _insert_ignoring_duplicates
 
         with self._tx("add campaign tasks", write=True) as conn:  # type: ignore[attr-defined]
             present = set(conn.execute(select(t.key).where(t.campaign_id == camp.id,
@@ -255,7 +253,7 @@ class CampaignsMixin:
             if not fresh:
                 return 0
             images = list({r["_image"]["hash"]: r["_image"] for r in fresh}.values())
-            _insert_ignoring_duplicates(conn, S.images, self._image_rows(conn, images))  # type: ignore[attr-defined]
+            S.insert_ignoring_duplicates(conn, S.images, self._image_rows(conn, images))  # type: ignore[attr-defined]
             last = conn.execute(select(func.count()).where(t.campaign_id == camp.id)).scalar_one()
             now = S.utcnow()
             out = []
@@ -314,7 +312,6 @@ class CampaignsMixin:
         Submitting a task again (after back) adds a version to the same correction. Refused when the
         task is done or leased to someone else.
         """
-        from .store import NotFoundError
 
         tid, who = _task_id(task_id), _annotator(annotator)
         text = clean_text(corrected, "corrected", required=True)
@@ -328,7 +325,7 @@ class CampaignsMixin:
                 q = q.with_for_update(of=S.campaign_tasks)
             task = conn.execute(q).first()
             if task is None:
-                raise NotFoundError(f"no campaign task {tid}")
+                raise S.NotFoundError(f"no campaign task {tid}")
             again = conn.execute(select(s.correction_id).where(s.task_id == tid, s.annotator == who)).scalar()
             if again is None:
                 if task.done:
@@ -368,15 +365,14 @@ class CampaignsMixin:
 
     def skip_task(self, task_id: int, annotator: str) -> None:
         """Give the task back to the queue; it is not offered to this annotator again (back reopens it)."""
-        from .store import NotFoundError, _insert_ignoring_duplicates
 
         tid, who = _task_id(task_id), _annotator(annotator)
         t = S.campaign_tasks.c
         with self._tx("skip a task", write=True) as conn:  # type: ignore[attr-defined]
             campaign_id = conn.execute(select(t.campaign_id).where(t.id == tid)).scalar()
             if campaign_id is None:
-                raise NotFoundError(f"no campaign task {tid}")
-            _insert_ignoring_duplicates(conn, S.campaign_skips, [
+                raise S.NotFoundError(f"no campaign task {tid}")
+            S.insert_ignoring_duplicates(conn, S.campaign_skips, [
                 {"task_id": tid, "annotator": who, "campaign_id": campaign_id, "skipped_at": S.utcnow()}])
             conn.execute(update(S.campaign_tasks).where(t.id == tid, t.lease_annotator == who)
                          .values(lease_annotator=None, lease_started=None, lease_until=None))
@@ -428,14 +424,13 @@ class CampaignsMixin:
 
     def task(self, task_id: int) -> Task:
         """One task, as stored (no lease information)."""
-        from .store import NotFoundError
 
         t, c = S.campaign_tasks.c, S.campaigns.c
         with self._tx("read a task") as conn:  # type: ignore[attr-defined]
             row = conn.execute(select(S.campaign_tasks, c.name.label("campaign_name"))
                                .join(S.campaigns, c.id == t.campaign_id).where(t.id == _task_id(task_id))).first()
         if row is None:
-            raise NotFoundError(f"no campaign task {task_id}")
+            raise S.NotFoundError(f"no campaign task {task_id}")
         return _task(row, row.campaign_name, None)
 
     # --- review ------------------------------------------------------------------------------
@@ -443,7 +438,6 @@ class CampaignsMixin:
                     version: int | None = None, note: str | None = None) -> dict[str, Any]:
         """Review one submission: "approve", "reject", "edit" (new text by the reviewer, approved) or
         "restore" (an earlier version's text becomes the latest; nothing is lost). Returns the submission."""
-        from .store import NotFoundError
 
         if action not in ACTIONS:
             raise InputError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
@@ -452,7 +446,7 @@ class CampaignsMixin:
         with self._tx("read a submission") as conn:  # type: ignore[attr-defined]
             found = conn.execute(select(s.id).where(s.correction_id == correction_id)).scalar()
         if found is None:
-            raise NotFoundError(f"no campaign submission with correction id {correction_id}")
+            raise S.NotFoundError(f"no campaign submission with correction id {correction_id}")
         if action == "edit":
             if corrected is None:
                 raise InputError("an edit needs the corrected text")
@@ -479,14 +473,13 @@ class CampaignsMixin:
 
     def submission(self, correction_id: str) -> dict[str, Any]:
         """A campaign submission with its correction and every version."""
-        from .store import NotFoundError
 
         s, c = S.campaign_submissions.c, S.campaigns.c
         with self._tx("read a submission") as conn:  # type: ignore[attr-defined]
             row = conn.execute(select(S.campaign_submissions, c.name).join(S.campaigns, c.id == s.campaign_id)
                                .where(s.correction_id == correction_id)).first()
         if row is None:
-            raise NotFoundError(f"no campaign submission with correction id {correction_id}")
+            raise S.NotFoundError(f"no campaign submission with correction id {correction_id}")
         corr = self.get(correction_id)  # type: ignore[attr-defined]
         return {"campaign": row.name, "task_id": row.task_id, "annotator": row.annotator,
                 "correction_id": correction_id, "status": row.status, "reviewer": row.reviewer,
@@ -612,13 +605,12 @@ class CampaignsMixin:
 
     @staticmethod
     def _campaign_id(conn: Connection, name: str) -> int:
-        from .store import NotFoundError
 
         if not isinstance(name, str):
             raise InputError(f"a campaign name must be text, not {type(name).__name__}")
         cid = conn.execute(select(S.campaigns.c.id).where(S.campaigns.c.name == name)).scalar()
         if cid is None:
-            raise NotFoundError(f"no campaign named {name!r}")
+            raise S.NotFoundError(f"no campaign named {name!r}")
         return cid
 
 

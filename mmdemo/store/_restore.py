@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import logging
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import _schema as S
 from ._images import check_hash

@@ -233,3 +233,21 @@ def lock_for_migration(conn: Connection) -> None:
     """PostgreSQL: serialise migrations across processes and machines (released at commit)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(7165031)"))
+
+
+class NotFoundError(StoreError, KeyError):
+    """No correction (or image) with that id (or hash)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def insert_ignoring_duplicates(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert rows; a row whose key is already there is skipped (ON CONFLICT DO NOTHING)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)

@@ -16,6 +16,7 @@ from sqlalchemy.pool import StaticPool
 from ..config import settings
 from ..errors import InputError, MmdemoError, StoreError
 from . import _schema as S
+from ._schema import NotFoundError, insert_ignoring_duplicates
 from ._campaigns import CampaignsMixin
 from ._gate import WriteGate
 from ._images import ImageFiles, ImageTable, check_hash
@@ -27,13 +28,6 @@ log = logging.getLogger(__name__)
 MAX_PAGE = 1_000          # most rows one list() call returns
 _BATCH = 500              # rows per transaction in add_many / imports
 _ADD_KEYWORDS = {"model", "model_revision", "task", "question", "annotator", "note", "decoding"}
-
-
-class NotFoundError(StoreError, KeyError):
-    """No correction (or image) with that id (or hash)."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -100,16 +94,6 @@ def _utc(t: datetime | None, name: str) -> datetime | None:
     if not isinstance(t, datetime):
         raise InputError(f"{name} must be a datetime, not {type(t).__name__}")
     return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-
-
-def _insert_ignoring_duplicates(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
 
 
 class Store(CampaignsMixin):
@@ -337,9 +321,9 @@ class Store(CampaignsMixin):
                 image_rows.append({"hash": h, "width": width, "height": height, "size_bytes": len(png),
                                    "created_at": row["created_at"], "data": None if in_files else png})
             with self._tx("restore corrections", write=True) as conn:
-                _insert_ignoring_duplicates(conn, S.images, image_rows)
-                _insert_ignoring_duplicates(conn, S.corrections, rows)
-                _insert_ignoring_duplicates(conn, S.correction_versions, versions)
+                insert_ignoring_duplicates(conn, S.images, image_rows)
+                insert_ignoring_duplicates(conn, S.corrections, rows)
+                insert_ignoring_duplicates(conn, S.correction_versions, versions)
             n += len(rows)
         return n
 
@@ -416,7 +400,7 @@ class Store(CampaignsMixin):
         cols = {col.name for col in S.corrections.columns}
         with self._tx("save corrections", write=True) as conn:
             if image_rows:
-                _insert_ignoring_duplicates(conn, S.images, self._image_rows(conn, image_rows))
+                insert_ignoring_duplicates(conn, S.images, self._image_rows(conn, image_rows))
             conn.execute(insert(S.corrections), [{k: r.get(k) for k in cols} for r in rows])
             conn.execute(insert(S.correction_versions), [
                 {"correction_id": r["id"], "version": r["version"], "corrected": r["corrected"],

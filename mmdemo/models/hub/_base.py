@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ...config import settings
 from ...errors import InputError, WeightsMissingError
 from ..base import Answer, Caption, Decoding, ExplainInputs, ModelInfo, Target, VLModel
 from ..devices import choose_device, choose_dtype

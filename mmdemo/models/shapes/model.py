@@ -1,7 +1,7 @@
 """The embedded shapes models behind the common protocol: caption, answer, and the explanation surface."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
