@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import commands
     commands.add_commands(sub)
-    for module in ("mmdemo.explain.cli", "mmdemo.store.cli"):  # each family of commands adds its own
+    for module in ("mmdemo.explain.cli", "mmdemo.store.cli", "mmdemo.batch.cli"):  # each family adds its own commands
         try:
             importlib.import_module(module).add_commands(sub)
         except ModuleNotFoundError as e:
