@@ -144,8 +144,10 @@ def test_summary_json_and_line(inputs, tmp_path, capsys):
 # --- nothing lost, nothing twice ---------------------------------------------------------------------------------
 def test_rerun_skips_everything(inputs, caption_out, capsys):
     files = sorted(caption_out.glob("*.parquet"))
-    summary = run_json(capsys, "batch", "caption", "--input", inputs[0], "--model", "shapes-cross", "--out", caption_out)
-    assert (summary["rows"], summary["done"], summary["skipped"], summary["errors"]) == (N_SCENES + 3, 0, N_SCENES + 3, 0)
+    summary = run_json(capsys, "batch", "caption", "--input", inputs[0], "--model", "shapes-cross",
+                       "--out", caption_out)
+    counts = (summary["rows"], summary["done"], summary["skipped"], summary["errors"])
+    assert counts == (N_SCENES + 3, 0, N_SCENES + 3, 0)
     assert sorted(caption_out.glob("*.parquet")) == files
 
 
@@ -202,7 +204,8 @@ def test_same_image_twice_is_one_row(inputs, tmp_path, capsys):
     folder.mkdir()
     shutil.copy(inputs[1][0], folder / "a.png")
     shutil.copy(inputs[1][0], folder / "b.png")
-    summary = run_json(capsys, "batch", "caption", "--input", folder, "--model", "shapes-cross", "--out", tmp_path / "o")
+    summary = run_json(capsys, "batch", "caption", "--input", folder, "--model", "shapes-cross",
+                       "--out", tmp_path / "o")
     assert (summary["rows"], summary["done"], summary["skipped"]) == (1, 1, 1)
 
 
