@@ -341,6 +341,19 @@ def test_missing_ray_says_how_to_install(inputs, tmp_path, capsys, monkeypatch):
                                         '(or: pip install -r requirements-ray.txt)']
 
 
+@pytest.mark.parametrize("task, args, message", [
+    ("caption", ["--model", "no-such-model"], "unknown model"),
+    ("explain", ["--model", "shapes-cross", "--method", "nonsense"], "unknown explanation method"),
+])
+def test_ray_refuses_before_starting(inputs, tmp_path, capsys, task, args, message):
+    pytest.importorskip("ray.data")
+    import ray
+
+    code, _, err = cli(capsys, "batch", task, "--input", inputs[0], "--out", tmp_path / "o", "--engine", "ray", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not ray.is_initialized()
+
+
 @pytest.mark.slow
 def test_ray_gives_the_local_rows_and_resumes_a_local_job(inputs, caption_out, tmp_path, capsys):
     """A local job stopped after 6 rows, finished by Ray (2 actors on a local 2-CPU Ray): all rows, once each, with

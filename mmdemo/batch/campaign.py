@@ -6,6 +6,7 @@ from typing import Any, Iterable
 from ..errors import InputError, MmdemoError
 
 STORE_TASKS = {"caption": "caption", "ask": "vqa"}    # batch task -> campaign task
+CAMPAIGN_COLUMNS = ["task", "model", "error", "image_path", "question", "caption", "answer", "token_probs"]
 
 
 def campaign_items(tables: Iterable[Any], task: str, model: str | None) -> list[dict]:

@@ -11,6 +11,7 @@ from ..errors import InputError
 from ..models.base import Decoding
 
 TASKS = ("caption", "ask", "explain")
+SUMMARY_COLUMNS = ["task", "model", "model_revision", "hash", "question", "method", "error"]
 ENGINES = ("local", "ray")
 
 
@@ -84,7 +85,7 @@ def run(job: Job, source: str | os.PathLike | Sequence[dict], out: str | os.Path
     if job.task == "ask" and any(item.get("question") is None for item in items):
         raise InputError("batch ask needs questions: --question Q, --questions FILE, or a question column in the input")
     folder = shards.prepare(out)
-    before = shards.read(folder, columns=["task", "model", "hash", "question", "method", "error"])
+    before = shards.read(folder, columns=SUMMARY_COLUMNS)
     done = shards.done_keys(before)
     started = time.perf_counter()
     if engine == "local":
@@ -98,7 +99,7 @@ def run(job: Job, source: str | os.PathLike | Sequence[dict], out: str | os.Path
         skipped = run_ray(job, items, folder, done, batch_size=batch_size, actors=actors, address=address,
                           num_cpus=num_cpus, progress=progress)
     seconds = time.perf_counter() - started
-    after = shards.read(folder)
+    after = shards.read(folder, columns=SUMMARY_COLUMNS)
     new = {p: t for p, t in after.items() if p not in before}
     rows, _ = shards.count(after)
     new_rows, new_errors = shards.count(new)
@@ -107,9 +108,10 @@ def run(job: Job, source: str | os.PathLike | Sequence[dict], out: str | os.Path
     model, revision = _model_of(new or after, job.task)
     summary = Summary(rows, new_rows - new_errors, skipped, new_errors, seconds, str(folder), model, revision)
     if campaign is not None:
-        from .campaign import add_to_campaign, campaign_items
+        from .campaign import CAMPAIGN_COLUMNS, add_to_campaign, campaign_items
 
-        add_to_campaign(campaign, job.task, model, revision, campaign_items(after.values(), job.task, model))
+        tables = shards.read(folder, columns=CAMPAIGN_COLUMNS).values()
+        add_to_campaign(campaign, job.task, model, revision, campaign_items(tables, job.task, model))
     return summary
 
 

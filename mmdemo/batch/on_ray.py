@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from ..errors import InputError
+from ..errors import InputError, MmdemoError, WeightsMissingError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,6 +31,21 @@ def import_ray():
     except ImportError:
         raise InputError(MISSING) from None
     return ray
+
+
+def check_here(job: "Job") -> None:
+    """What the driver can refuse before Ray starts: an unknown model, weights not here, an unknown method."""
+    from ..config import settings
+    from ..models.registry import resolve
+
+    entry = resolve(job.model or settings().default_model)
+    if not entry.available():
+        raise WeightsMissingError(entry.missing() if entry.missing else f"weights for {entry.name!r} are not here")
+    if job.task == "explain":
+        from ..explain import METHODS
+
+        if job.method not in METHODS:
+            raise InputError(f"unknown explanation method {job.method!r}; known: {', '.join(METHODS)}")
 
 
 class ModelActor:
@@ -54,6 +69,7 @@ def run_ray(job: "Job", items: Sequence[dict], out: Path, done: set[tuple], *, b
     """Write the rows of `items` not in `done` as Parquet files in `out`. Returns None: skips are counted by the
     caller from what was written."""
     ray = import_ray()
+    check_here(job)
     started_here = not ray.is_initialized()
     if started_here:
         if address:
@@ -71,7 +87,13 @@ def run_ray(job: "Job", items: Sequence[dict], out: Path, done: set[tuple], *, b
         ds = ds.map_batches(ModelActor, fn_constructor_kwargs={"job": job, "done": done}, batch_size=batch_size,
                             compute=ray.data.ActorPoolStrategy(size=actors), batch_format="pyarrow",
                             **({"num_gpus": 1} if gpus else {}))
-        ds.write_parquet(str(out.resolve()))
+        try:
+            ds.write_parquet(str(out.resolve()))
+        except Exception as e:  # an actor's own error (e.g. the model cannot load there) comes back wrapped
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, MmdemoError):
+                raise cause from None
+            raise
     finally:
         if started_here:
             ray.shutdown()
