@@ -198,6 +198,20 @@ def test_killed_process_loses_at_most_its_open_shard(inputs, caption_out, tmp_pa
     assert df.hash.is_unique and df.caption.tolist() == table(caption_out).caption.tolist()
 
 
+def test_an_image_over_the_pixel_limit_is_an_error_row_and_the_job_goes_on(inputs, tmp_path, monkeypatch, capsys):
+    require_weights("shapes-cross")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(inputs[1][1], folder / "small.png")                           # 128 x 128
+    render(sample_scene(7, 400)).save(folder / "huge.png")                    # 400 x 400: over the limit set below
+    monkeypatch.setenv("MMDEMO_MAX_PIXELS", str(200 * 200))
+    summary = run_json(capsys, "batch", "caption", "--input", folder, "--model", "shapes-cross", "--out", tmp_path / "o")
+    assert (summary["done"], summary["errors"]) == (1, 1)
+    df = table(tmp_path / "o").set_index("image_path")
+    assert "MMDEMO_MAX_PIXELS" in df.loc[str(folder / "huge.png"), "error"]
+    assert df.loc[str(folder / "small.png"), "caption"]
+
+
 def test_same_image_twice_is_one_row(inputs, tmp_path, capsys):
     require_weights("shapes-cross")
     folder = tmp_path / "in"
@@ -307,6 +321,11 @@ def test_bad_input_is_exit_2_with_one_line(tmp_path, capsys, make, args, message
     source = make(tmp_path)
     code, out, err = cli(capsys, "batch", "caption", "--input", source, "--out", tmp_path / "o", *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and not out
+
+
+def test_campaign_with_explain_is_exit_2(inputs, tmp_path, capsys):
+    code, _, err = cli(capsys, "batch", "explain", "--input", inputs[0], "--out", tmp_path / "o", "--campaign", "c")
+    assert code == 2 and "--campaign takes the rows of batch caption or batch ask" in err
 
 
 def test_out_that_is_a_file_is_exit_2(inputs, tmp_path, capsys):
