@@ -205,7 +205,8 @@ def test_an_image_over_the_pixel_limit_is_an_error_row_and_the_job_goes_on(input
     shutil.copy(inputs[1][1], folder / "small.png")                           # 128 x 128
     render(sample_scene(7, 400)).save(folder / "huge.png")                    # 400 x 400: over the limit set below
     monkeypatch.setenv("MMDEMO_MAX_PIXELS", str(200 * 200))
-    summary = run_json(capsys, "batch", "caption", "--input", folder, "--model", "shapes-cross", "--out", tmp_path / "o")
+    summary = run_json(capsys, "batch", "caption", "--input", folder, "--model", "shapes-cross",
+                       "--out", tmp_path / "o")
     assert (summary["done"], summary["errors"]) == (1, 1)
     df = table(tmp_path / "o").set_index("image_path")
     assert "MMDEMO_MAX_PIXELS" in df.loc[str(folder / "huge.png"), "error"]
