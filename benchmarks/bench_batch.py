@@ -127,6 +127,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)      # for the CLI processes
+    load_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     folder, single = work / "scenes", work / "one"
     folder.mkdir()
@@ -166,6 +167,7 @@ def main() -> None:
         "hash cost per image (CPU: decode_hash_ms for 128 px scenes, decode_hash_photo_ms for the bundled photos), "
         "Ray's start-up and the Parquet writes do not, and become the floor: with decode at D ms per image and C "
         "CPU cores per worker, a worker cannot exceed C x 1000 / D images/s.")
+    results["load_average_1min"] = {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)}  # a shared box
     path = write("batch", results)
     rows = [("decode + hash, ms/image (scene; photo)", f"{decode:.2f}; {decode_photo:.2f}")]
     if not args.no_ray:
