@@ -450,6 +450,7 @@ def test_campaign_without_store_support_is_exit_2(inputs, caption_out, tmp_path,
 
 
 # --- a real photo model ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_photo_lite_captions_real_photos(tmp_path, capsys):
     require_weights("photo-lite")
     import mmdemo
