@@ -344,8 +344,7 @@ def test_cli_and_package_import_neither_torch_nor_ray():
 
 
 def test_ray_is_an_optional_extra_that_ci_installs():
-    import tomllib
-
+    tomllib = pytest.importorskip("tomllib")                                 # Python 3.11+
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ray"]
     listed = [line.strip() for line in (ROOT / "requirements-ray.txt").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
