@@ -36,7 +36,7 @@ def load_model(args: argparse.Namespace):
     return load(args.model, device=args.device)
 
 
-def add_decoding_args(p: argparse.ArgumentParser) -> None:
+def add_decoding_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
     from ..models.base import MAX_NEW_TOKENS, STRATEGIES, Decoding
 
     d = Decoding()
@@ -47,7 +47,8 @@ def add_decoding_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beams", type=int, default=None, help="beam search with this many beams")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling with this top-p")
     p.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature")
-    p.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    if seed:                          # a command with a --seed of its own passes seed=False and shares it
+        p.add_argument("--seed", type=int, default=None, help="seed for sampling")
 
 
 def decoding_from(args: argparse.Namespace):
@@ -57,9 +58,31 @@ def decoding_from(args: argparse.Namespace):
     strategy = args.strategy or ("nucleus" if args.top_p is not None else
                                  "beam" if (args.beams or 1) > 1 else "greedy")
     fields: dict[str, Any] = {"strategy": strategy, "max_new_tokens": args.max_new_tokens,
-                              "temperature": args.temperature, "seed": args.seed}
+                              "temperature": args.temperature, "seed": getattr(args, "seed", None)}
     if args.beams is not None:
         fields["beams"] = args.beams
     if args.top_p is not None:
         fields["top_p"] = args.top_p
     return Decoding(**fields)
+
+
+def method_options(pairs: list[str] | None) -> dict[str, Any]:
+    """`--option KEY=VALUE` pairs as keyword arguments of an explanation method (numbers, none/true/false cast)."""
+    from ..errors import InputError
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--option takes KEY=VALUE, got {pair!r}")
+        out[key.strip().replace("-", "_")] = _value(value.strip())
+    return out
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"none": None, "true": True, "false": False}.get(text.lower(), text)

@@ -8,45 +8,25 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ._common import add_model_args, emit, load_model
-
-
-def _value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"none": None, "true": True, "false": False}.get(text.lower(), text)
-
-
-def _options(pairs: list[str] | None) -> dict[str, Any]:
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--option takes KEY=VALUE, got {pair!r}")
-        out[key.strip().replace("-", "_")] = _value(value.strip())
-    return out
+from ._common import add_model_args, emit, load_model, method_options as _options
 
 
 def _target(model, image, args: argparse.Namespace):
     """The Target the arguments describe: an answer (given or predicted), a caption (given or the model's own),
     or one token of it."""
+    from ..explain import own_target
     from ..models.base import Target
 
     if args.question is not None:
-        if not args.question.strip():
-            raise InputError("the question is empty")
         if args.token is not None:
             raise InputError("--token picks a caption token; it cannot go with --question")
-        answer = args.target or model.answer([image], [args.question], top_k=1)[0].answer
-        return Target("answer", answer, question=args.question)
-    if "caption" not in model.info.tasks:
-        raise InputError(f"{model.info.name!r} does not caption images; give --question")
-    caption = args.target or model.caption([image])[0].text
-    if not caption.strip():
-        raise InputError("the model wrote an empty caption; give the caption to explain with --target")
+        if args.target:
+            return Target("answer", args.target, question=args.question)
+        return own_target(model, image, args.question)[0]
+    if args.target:
+        caption = args.target
+    else:
+        caption = own_target(model, image)[0].text
     if args.token is not None:
         return Target("token", caption, token=args.token)
     return Target("caption", caption)
