@@ -114,17 +114,16 @@ def serve(service):
 
 
 @contextmanager
-def served_app(data_dir: Path) -> Iterator[str]:
-    """The app on the shipped weights when they are here, else on tiny random models; data in `data_dir`."""
-    import pytest
-
+def served_app(data_dir: Path, *, tiny: bool = not TRAINED) -> Iterator[str]:
+    """The app with its data in `data_dir`, on the shipped weights, or on tiny random models (`tiny`, the default
+    when the weights are not here)."""
     from mmdemo.service import Service
 
     mp = pytest.MonkeyPatch()
     mp.setenv("MMDEMO_DATA_DIR", str(data_dir))
-    for name in ("MMDEMO_DATABASE_URL", "MMDEMO_MODELS", "SPACE_ID"):
+    for name in ("MMDEMO_DATABASE_URL", "MMDEMO_MODELS", "SPACE_ID", "MMDEMO_HUB_DATASET", "HF_TOKEN"):
         mp.delenv(name, raising=False)
-    service = Service() if TRAINED else Service(preloaded=tiny_models())
+    service = Service(preloaded=tiny_models()) if tiny else Service()
     demo, url = serve(service)
     try:
         yield url
@@ -132,3 +131,28 @@ def served_app(data_dir: Path) -> Iterator[str]:
         demo.close()
         service.close()
         mp.undo()
+
+
+def run_processes(target, args: list[tuple], timeout: float) -> dict:
+    """Start one spawned process per args tuple, all released together: each runs target(*args, barrier, results)
+    and puts (worker, value, error or None) on `results`. Returns {worker: value}; a worker's error fails the test."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(len(args)), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*a, barrier, results)) for a in args]
+    for p in procs:
+        p.start()
+    got = {}
+    try:
+        for _ in procs:
+            worker, value, error = results.get(timeout=timeout)
+            assert error is None, f"worker {worker}: {error}"
+            got[worker] = value
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    assert all(p.exitcode == 0 for p in procs)
+    return got

@@ -6,7 +6,7 @@ import pytest
 
 from mmdemo.service import Service
 from mmdemo.store import open_store
-from helpers import make_image, serve, tiny_models
+from helpers import make_image, serve, served_app, tiny_models
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client  # noqa: E402
@@ -31,21 +31,13 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app(data_dir):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MMDEMO_DATA_DIR", str(data_dir))
-    for name in ("MMDEMO_DATABASE_URL", "MMDEMO_MODELS", "SPACE_ID", "MMDEMO_HUB_DATASET", "HF_TOKEN"):
-        mp.delenv(name, raising=False)
-    service = Service(preloaded=tiny_models())
-    demo, url = serve(service)
-    yield url, mp
-    demo.close()
-    service.close()
-    mp.undo()
+    with served_app(data_dir, tiny=True) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def client(app):
-    return Client(app[0], verbose=False)
+    return Client(app, verbose=False)
 
 
 def task_of(out):

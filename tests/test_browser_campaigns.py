@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmdemo.service import Service
 from mmdemo.store import open_store
-from helpers import BROWSER_TIMEOUT_MS as TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS as ARGS, make_image, playwright_or_skip, tiny_models
+from helpers import BROWSER_TIMEOUT_MS as TIMEOUT_MS, CHROMIUM, CHROMIUM_ARGS as ARGS, make_image, playwright_or_skip, served_app
 
 sync_api = playwright_or_skip()
 pytestmark = pytest.mark.browser
@@ -25,18 +24,8 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_url(data_dir):
-    from test_app import serve
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MMDEMO_DATA_DIR", str(data_dir))
-    for name in ("MMDEMO_DATABASE_URL", "MMDEMO_MODELS", "SPACE_ID", "MMDEMO_HUB_DATASET", "HF_TOKEN"):
-        mp.delenv(name, raising=False)
-    service = Service(preloaded=tiny_models())
-    demo, url = serve(service)
-    yield url
-    demo.close()
-    service.close()
-    mp.undo()
+    with served_app(data_dir, tiny=True) as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ submitted by exactly 2 distinct annotators, and leases held by a SIGKILLed proce
 On SQLite always; on PostgreSQL when MMDEMO_TEST_POSTGRES_URL is set (`source .ci/postgres.sh`)."""
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mmdemo.store import open_store
-from helpers import make_image
+from helpers import make_image, run_processes
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,24 +62,7 @@ def _worker(url: str, worker: int, lease_seconds: int, barrier, results) -> None
 
 
 def _run_workers(url: str, workers: list[int], lease_seconds: int) -> dict[int, list[tuple[int, str, str]]]:
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(len(workers)), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, w, lease_seconds, barrier, results)) for w in workers]
-    for p in procs:
-        p.start()
-    got = {}
-    try:
-        for _ in workers:
-            worker, done, error = results.get(timeout=300)
-            assert error is None, f"worker {worker}: {error}"
-            got[worker] = done
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    assert all(p.exitcode == 0 for p in procs)
-    return got
+    return run_processes(_worker, [(url, w, lease_seconds) for w in workers], timeout=300)
 
 
 def _check_every_image_twice(url: str, got: dict[int, list[tuple[int, str, str]]]) -> list[tuple[int, str, str]]:

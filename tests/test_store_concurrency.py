@@ -1,7 +1,6 @@
 """Nothing is lost: 8 processes saving at once, threads sharing one store, and a writer killed by SIGKILL."""
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import sqlite3
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmdemo.store import open_store
-from helpers import make_image
+from helpers import make_image, run_processes
 
 pytestmark = pytest.mark.usefixtures("store_env")
 
@@ -47,23 +46,7 @@ def _writer(url: str, worker: int, barrier, results) -> None:
 
 def test_eight_processes_lose_nothing(store_url):
     open_store(store_url).close()             # the app creates the schema once; writers then start together
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(store_url, w, barrier, results)) for w in range(PROCESSES)]
-    for p in procs:
-        p.start()
-    got = {}
-    try:
-        for _ in range(PROCESSES):
-            worker, ids, error = results.get(timeout=120)
-            assert error is None, f"worker {worker}: {error}"
-            got[worker] = ids
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    assert all(p.exitcode == 0 for p in procs)
+    got = run_processes(_writer, [(store_url, w) for w in range(PROCESSES)], timeout=120)
     ids = [i for w in sorted(got) for i in got[w]]
     assert len(ids) == PROCESSES * SAVES == 2_000 and len(set(ids)) == 2_000
     with open_store(store_url) as store:
