@@ -18,7 +18,7 @@ def isolated_environment(tmp_path_factory):
     mp.setenv("MMDEMO_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     for name in ("MMDEMO_DATABASE_URL", "MMDEMO_MODELS", "MMDEMO_DEFAULT_MODEL", "SPACE_ID", "MMDEMO_HUB_DATASET",
                  "HF_TOKEN", "MMDEMO_ALLOW_DOWNLOAD", "MMDEMO_DEVICE", "MMDEMO_OAUTH", "OAUTH_CLIENT_ID",
-                 "MMDEMO_FAMILIES", "SPACES_ZERO_GPU"):
+                 "MMDEMO_FAMILIES", "SPACES_ZERO_GPU", "HF_HUB_CACHE", "MMDEMO_VIT_BERT_PATH"):
         mp.delenv(name, raising=False)
     yield
     mp.undo()

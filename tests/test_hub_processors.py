@@ -53,15 +53,6 @@ BUILDERS = {"blip-caption": partial(tiny_hub.save_blip_caption, image_size=384, 
 GRIDS = {"blip-caption": (24, 24), "blip-vqa": (24, 24), "vilt": (12, 12), "git": (14, 14), "vit-gpt2": (14, 14)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
-        mp.delenv("MMDEMO_DEVICE", raising=False)
-        yield
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_hub_processors")
