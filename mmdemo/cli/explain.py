@@ -41,14 +41,16 @@ def _target(model, image, args: argparse.Namespace):
         if args.token is not None:
             raise InputError("--token picks a caption token; it cannot go with --question")
         answer = args.target or model.answer([image], [args.question], top_k=1)[0].answer
-        return Target("answer", answer, question=args.question)
+        return Target("answer", answer, question=args.question, contrast=args.contrast)
     if "caption" not in model.info.tasks:
         raise InputError(f"{model.info.name!r} does not caption images; give --question")
     caption = args.target or model.caption([image])[0].text
     if not caption.strip():
         raise InputError("the model wrote an empty caption; give the caption to explain with --target")
     if args.token is not None:
-        return Target("token", caption, token=args.token)
+        return Target("token", caption, token=args.token, contrast=args.contrast)
+    if args.contrast is not None:
+        raise InputError("--contrast replaces one word: give --token (or --question)")
     return Target("caption", caption)
 
 
@@ -75,6 +77,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         payload["question"] = target.question
     if target.kind == "token":
         payload["token"] = target.token
+    if target.contrast is not None:
+        payload["contrast"] = target.contrast
     if args.method == "modality":
         from .. import viz
         from ..explain import modality_share
@@ -95,7 +99,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                 "seconds": round(time.perf_counter() - started, 4), "out": str(out)}
     if e.text is not None:
         payload["text"] = [{"token": t, "score": round(s, 6)} for t, s in e.text]
-    emit(payload, args.json, f"{args.method} map of {target.text!r} ({e.seconds:.2f} s); wrote {out}")
+    what = f"{target.text!r}" + (f" rather than {target.contrast!r}" if target.contrast else "")
+    emit(payload, args.json, f"{args.method} map of {what} ({e.seconds:.2f} s); wrote {out}")
     return 0
 
 
@@ -133,6 +138,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--target", default=None,
                        help="the answer (with --question) or caption to explain (default: the model's own)")
     which.add_argument("--token", type=int, default=None, help="explain only this caption token (0-based)")
+    p.add_argument("--contrast", default=None, metavar="WORD",
+                   help="explain log p(target) - log p(WORD): why this token (--token) or answer and not WORD")
     p.add_argument("--method", default="attention",
                    help="attention, rollout, relevance, ig, ig-pixels, saliency, inputxgrad, gradcam, occlusion, "
                         "shapley, text-ig, or modality (image vs text share)")

@@ -142,13 +142,13 @@ def clean_target(target: Target) -> Target:
         text = (target.text or "").strip()
         if not text:
             raise InputError("say which answer to explain")
-        return Target("answer", text, question=question)
+        return Target("answer", text, question=question, contrast=target.contrast)
     text = " ".join((target.text or "").split())
     if not text:
         raise InputError("the caption to explain is empty; caption the image first")
     if len(text) > MAX_CAPTION_CHARS:
         raise InputError(f"the caption is {len(text):,} characters long; the limit is {MAX_CAPTION_CHARS:,}")
-    return Target(target.kind, text, token=target.token)
+    return Target(target.kind, text, token=target.token, contrast=target.contrast)
 
 
 def optional(module: str) -> Any:
