@@ -33,7 +33,8 @@ class Requests:
             result = gpu.call("caption", model, picture, settings.to_dict())
         return CaptionResult(model.info.name, result.text, [(t, float(p)) for t, p in result.tokens],
                              round(time.perf_counter() - started, 4), _honoured(model, settings),
-                             content_hash(picture))
+                             content_hash(picture),
+                             tuple([(a, float(q)) for a, q in alts] for alts in result.alternatives))
 
     def ask(self, image: ImageSource, question: Any, model_name: str | None = None, top_k: int = 5) -> AnswerResult:
         """Answer one question about one image, with the `top_k` most likely answers."""
