@@ -42,3 +42,95 @@ def test_captions_carry_runner_up_words(scene_image, decoding):
 def test_caption_without_alternatives_keeps_its_json():
     assert Caption("a cat", [("a", 0.5), ("cat", 0.25)]).to_dict() == {
         "caption": "a cat", "tokens": [{"token": "a", "prob": 0.5}, {"token": "cat", "prob": 0.25}]}
+
+
+# --- eval-explain --target caption-words -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cross():
+    from helpers import require_weights
+
+    require_weights("shapes-cross")
+    import mmdemo
+
+    return mmdemo.load("shapes-cross", device="cpu")
+
+
+def test_caption_words_name_their_own_objects(cross):
+    from mmdemo.explain.caption_words import KINDS, caption_words
+    from mmdemo.train.evaluate import held_out
+    from mmdemo.world.language import caption
+
+    words, stats = caption_words(cross, 3)
+    scenes = list(held_out(3))
+    assert stats["scenes"] == 3 and 0 < stats["captions_correct"] <= 1 and words
+    for w in words:
+        assert w.word in KINDS[w.kind] and w.contrast in KINDS[w.kind] and w.contrast != w.word
+        assert w.caption.split()[w.token].strip(",") == w.word
+        scene = next(s for s, _, _ in scenes if caption(s) == w.caption)
+        obj = next(o for o, mask in zip(scene.objects, scene.masks) if mask is w.mask)
+        assert w.word == {"colour": obj.color, "shape": obj.shape, "size": obj.size}[w.kind]
+        assert w.objects == len(scene.objects)
+
+
+def test_eval_caption_words_cli_json(cross, capsys, monkeypatch, tmp_path):
+    from mmdemo.cli import main
+
+    monkeypatch.setattr("mmdemo.cli.explain.load_model", lambda args: cross)
+    saved = tmp_path / "cw.json"
+    code = main(["eval-explain", "--target", "caption-words", "--methods", "saliency,attention", "--n", "2",
+                 "--contrast", "--json", "--save", str(saved)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    report = json.loads(out.out)
+    assert json.loads(saved.read_text()) == report
+    assert report["target"] == "caption-words" and report["scenes"] == 2 and report["words"] > 0
+    assert set(report["variants"]) == {"plain", "contrastive"}
+    assert set(report["variants"]["plain"]) == {"saliency", "attention"}
+    assert set(report["variants"]["contrastive"]) == {"saliency"}              # attention does not follow the score
+    row = report["variants"]["contrastive"]["saliency"]
+    assert set(row["pointing_game"]) == {"colour", "shape", "size", "all"}
+    assert all(v is None or 0 <= v <= 1 for v in row["pointing_game"].values())
+    assert 0 < row["deletion_auc"] <= 1 and 0 < report["random"]["deletion_auc"] <= 1
+    assert sum(report["words_by_kind"].values()) == report["words"]
+    assert report["recommended"]["method"] in ("saliency", "attention")
+    code = main(["eval-explain", "--target", "caption-words", "--methods", "saliency", "--n", "1"])
+    out = capsys.readouterr()
+    assert code == 0 and "saliency" in out.out and "colour" in out.out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--contrast"], "--contrast goes with --target caption-words"),
+    (["--target", "caption-words", "--n", "0"], "at least 1"),
+    (["--target", "caption-words", "--save", "/no/such/dir/x.json"], "does not exist"),
+    (["--target", "caption-words", "--methods", "text-ig", "--n", "1"], "explains words"),
+])
+def test_eval_caption_words_bad_input(cross, capsys, monkeypatch, args, message):
+    from mmdemo.cli import main
+
+    monkeypatch.setattr("mmdemo.cli.explain.load_model", lambda args: cross)
+    code = main(["eval-explain", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+# --- the measured rates the app shows ---------------------------------------------------------------------------
+def test_measured_rates_come_from_the_card(tmp_path, monkeypatch):
+    from mmdemo.explain import trust
+
+    report = {"scenes": 10, "words_by_kind": {"colour": 5, "shape": 5, "size": 5},
+              "variants": {"plain": {"ig": {"pointing_game": {"colour": 0.9, "shape": 0.5, "size": None}}},
+                           "contrastive": {"ig": {"pointing_game": {"colour": 1.0, "shape": 0.96, "size": 1.0}}}},
+              "recommended": {"method": "ig", "variant": "contrastive"}}
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    (tmp_path / "models" / "m" / trust.RESULTS_FILE).write_text(json.dumps(report))
+    monkeypatch.setattr(trust, "ASSETS", tmp_path)
+    assert trust.word_kind("Circles") == "shape" and trust.word_kind("red") == "colour" and trust.word_kind("a") is None
+    got = trust.measured("m", "ig", "square", contrastive=True)
+    assert got == {"method": "ig", "variant": "contrastive", "kind": "shape", "pointing": 0.96, "words": 5,
+                   "scenes": 10}
+    assert "96%" in trust.describe(got) and "contrastive ig" in trust.describe(got)
+    assert trust.measured("m", "ig", "small") is None                   # not measured
+    assert trust.measured("m", "ig", "left") is None                    # not an attribute word
+    assert trust.measured("other", "ig", "red") is None and trust.measured("../m", "ig", "red") is None
+    assert trust.recommended("m") == {"method": "ig", "variant": "contrastive"}
+    assert "Not measured" in trust.describe(None)

@@ -107,14 +107,40 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _cmd_eval_explain(args: argparse.Namespace) -> int:
     from ..explain import evaluate_explanations
 
-    model = load_model(args)
     methods = [m.strip() for m in ",".join(args.methods or []).split(",") if m.strip()] or None
+    if args.n < 1:
+        raise InputError(f"--n must be at least 1, not {args.n}")
+    if args.save and not Path(args.save).parent.is_dir():
+        raise InputError(f"cannot write {args.save}: folder {Path(args.save).parent} does not exist")
+    if args.target == "caption-words":
+        return _eval_caption_words(args, methods)
+    if args.contrast:
+        raise InputError("--contrast goes with --target caption-words")
+    model = load_model(args)
     report = evaluate_explanations(model, methods, n=args.n, seed=args.seed, batch=args.batch,
                                    progress=not args.json)
+    if args.save:
+        Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
     if args.json:
         print(json.dumps(report))
         return 0
     print(format_table(report))
+    return 0
+
+
+def _eval_caption_words(args: argparse.Namespace, methods: list[str] | None) -> int:
+    from ..explain import evaluate_caption_words, format_caption_words
+
+    model = load_model(args)
+    variants = ("plain", "contrastive") if args.contrast else ("plain",)
+    report = evaluate_caption_words(model, methods, n=args.n, seed=args.seed, batch=args.batch, variants=variants,
+                                    progress=not args.json)
+    if args.save:
+        Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(format_caption_words(report))
     return 0
 
 
@@ -148,11 +174,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.set_defaults(func=_cmd_explain)
 
-    p = sub.add_parser("eval-explain", help="score explanation methods on held-out world questions")
+    p = sub.add_parser("eval-explain", help="score explanation methods on held-out world questions or caption words")
     add_model_args(p)
+    p.add_argument("--target", choices=("answers", "caption-words"), default="answers",
+                   help="answers: one-evidence questions; caption-words: each colour, size and shape word of the "
+                        "model's correct captions, as a caption token, on its own object")
+    p.add_argument("--contrast", action="store_true",
+                   help="caption-words: also score contrastive maps (the word vs the most probable other word of "
+                        "its kind)")
+    p.add_argument("--save", default=None, metavar="FILE", help="also write the JSON report to FILE")
     p.add_argument("--methods", nargs="*", default=None,
                    help="methods, space or comma separated (default: every image map the model can run)")
-    p.add_argument("--n", type=int, default=500, help="questions with exactly one evidence object")
+    p.add_argument("--n", type=int, default=500,
+                   help="questions with exactly one evidence object (caption-words: held-out scenes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=16, help="questions per batch")
     p.set_defaults(func=_cmd_eval_explain)
