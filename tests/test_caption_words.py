@@ -90,7 +90,9 @@ def test_eval_caption_words_cli_json(cross, capsys, monkeypatch, tmp_path):
     row = report["variants"]["contrastive"]["saliency"]
     assert set(row["pointing_game"]) == {"colour", "shape", "size", "all"}
     assert all(v is None or 0 <= v <= 1 for v in row["pointing_game"].values())
-    assert 0 < row["deletion_auc"] <= 1 and 0 < report["random"]["deletion_auc"] <= 1
+    assert row["deletion_auc"] is None                                        # curves: plain maps only
+    assert 0 < report["variants"]["plain"]["saliency"]["deletion_auc"] <= 1
+    assert 0 < report["random"]["deletion_auc"] <= 1
     assert sum(report["words_by_kind"].values()) == report["words"]
     assert report["recommended"]["method"] in ("saliency", "attention")
     code = main(["eval-explain", "--target", "caption-words", "--methods", "saliency", "--n", "1"])
@@ -134,3 +136,20 @@ def test_measured_rates_come_from_the_card(tmp_path, monkeypatch):
     assert trust.measured("other", "ig", "red") is None and trust.measured("../m", "ig", "red") is None
     assert trust.recommended("m") == {"method": "ig", "variant": "contrastive"}
     assert "Not measured" in trust.describe(None)
+
+
+def test_service_hands_back_runner_ups_and_explains_contrasts(tmp_path):
+    from mmdemo.models.base import Target
+    from mmdemo.service import Service
+    from test_service import example, tiny_models
+
+    service = Service(preloaded=tiny_models(), store_url=f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        out = service.caption(example(1)["path"], "shapes-cross", {"max_new_tokens": 5}).to_dict()
+        row = out["tokens"][1]
+        other = next(a["token"] for a in row["alternatives"] if a["token"] != row["token"])
+        e = service.explain(example(1)["path"], Target("token", out["caption"], token=1, contrast=other),
+                            "shapes-cross", method="saliency")
+        assert e.target.contrast == other and np.isfinite(e.raw).all() and e.raw.any()
+    finally:
+        service.close()

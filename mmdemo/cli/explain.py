@@ -133,8 +133,14 @@ def _eval_caption_words(args: argparse.Namespace, methods: list[str] | None) -> 
 
     model = load_model(args)
     variants = ("plain", "contrastive") if args.contrast else ("plain",)
+    options: dict[str, dict[str, Any]] = {}
+    for key, value in _options(args.option).items():
+        method, dot, name = key.partition(".")
+        if not dot or not name:
+            raise InputError(f"eval-explain --option takes METHOD.KEY=VALUE (e.g. ig.steps=16), got {key!r}")
+        options.setdefault(method.replace("_", "-"), {})[name] = value
     report = evaluate_caption_words(model, methods, n=args.n, seed=args.seed, batch=args.batch, variants=variants,
-                                    progress=not args.json)
+                                    progress=not args.json, options=options)
     if args.save:
         Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
     if args.json:
@@ -183,6 +189,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="caption-words: also score contrastive maps (the word vs the most probable other word of "
                         "its kind)")
     p.add_argument("--save", default=None, metavar="FILE", help="also write the JSON report to FILE")
+    p.add_argument("--option", action="append", metavar="METHOD.KEY=VALUE",
+                   help="caption-words: a method option, e.g. ig.steps=16 (repeatable)")
     p.add_argument("--methods", nargs="*", default=None,
                    help="methods, space or comma separated (default: every image map the model can run)")
     p.add_argument("--n", type=int, default=500,

@@ -20,7 +20,7 @@ from ..train.evaluate import held_out
 from ..world.language import caption as true_caption
 from ..world.vocab import COLORS, SHAPES, SIZES
 from ._forward import ScoreFunction, prepare, word_features
-from .engine import gradients
+from .engine import _check_options, gradients
 from .evaluate import DI_STEPS, _progress, default_methods, score_batch
 from .faithfulness import chance
 from ._registry import method_for
@@ -109,8 +109,9 @@ def evaluate_caption_words(model: VLModel, methods: Sequence[str] | None = None,
                            progress: bool = False, options: dict | None = None) -> dict:
     """Score maps of caption words (see the module's doc) for each method and variant ("plain", "contrastive").
 
-    Methods that do not follow the score (attention, rollout) have no contrastive variant. `options` per method
-    go to its `attribute` (e.g. {"ig": {"steps": 16}})."""
+    Methods that do not follow the score (attention, rollout) have no contrastive variant. Deletion and insertion
+    curves follow the word's probability, for the plain maps only. `options` per method go to its `attribute`
+    (e.g. {"ig": {"steps": 16}})."""
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise InputError(f"unknown variant {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
@@ -120,6 +121,10 @@ def evaluate_caption_words(model: VLModel, methods: Sequence[str] | None = None,
         if u.output != "image":
             raise InputError(f"{m!r} explains words, not the image; eval-explain scores image maps")
     options = options or {}
+    for m, opts in options.items():
+        if m not in units:
+            raise InputError(f"options for {m!r}, which is not among the methods scored ({', '.join(units)})")
+        _check_options(units[m], opts)
     words, stats = caption_words(model, n, seed)
     grid = tuple(model.info.patch_grid)
     rng = np.random.default_rng(seed)
@@ -138,7 +143,7 @@ def evaluate_caption_words(model: VLModel, methods: Sequence[str] | None = None,
                 plain = model.prepare(images, [w.target() for w in chunk])
                 inputs = prepare(model, images, [w.target(True) for w in chunk]) if contrastive else plain
                 scored = score_batch(model, bound, inputs, [w.mask for w in chunk], rng, di_steps,
-                                     curve_inputs=plain)
+                                     curve_inputs=plain, curves_of=() if contrastive else None)
             if not contrastive:
                 for key in rand:
                     rand[key] += scored["random"][key]
@@ -247,3 +252,26 @@ def _num(v: float | None) -> str:
 
 def _short(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.0f}"
+
+
+def markdown_tables(report: dict) -> str:
+    """The report as Markdown (for model cards): pointing per method × variant × word kind, then per object count."""
+    kinds = list(KINDS)
+    pct = lambda v: "—" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+    lines = ["| method | target | " + " | ".join(f"{k} words" for k in kinds) + " | mass inside | deletion AUC |",
+             "|---|---|" + "---|" * (len(kinds) + 2)]
+    for variant, rows in report["variants"].items():
+        for m, r in rows.items():
+            dele = "—" if r["deletion_auc"] is None else f"{r['deletion_auc']:.3f}"
+            lines.append(f"| {m} | {variant} | " + " | ".join(pct(r["pointing_game"][k]) for k in kinds)
+                         + f" | {pct(r['mass_inside']['all'])} | {dele} |")
+    counts = list(report["words_by_objects"])
+    lines += ["", "Pointing per number of objects in the scene (colour / shape / size words):", "",
+              "| method | target | " + " | ".join(f"{c} object{'s' if c != '1' else ''}" for c in counts) + " |",
+              "|---|---|" + "---|" * len(counts)]
+    short = lambda v: "—" if v is None else f"{100 * v:.0f}"  # noqa: E731
+    for variant, rows in report["variants"].items():
+        for m, r in rows.items():
+            lines.append(f"| {m} | {variant} | " + " | ".join(
+                " / ".join(short(r["pointing_by_objects"][c][k]) for k in kinds) for c in counts) + " |")
+    return "\n".join(lines)
