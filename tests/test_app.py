@@ -209,3 +209,25 @@ def test_an_app_without_any_model_still_serves_and_says_why(tmp_path, monkeypatc
             client.predict(handle_file(example(1)["path"]), "how many objects are there?", "", 5, api_name="/ask")
     finally:
         demo.close()
+
+
+def test_why_this_word_and_not_another(client):
+    """The caption's runner-up words feed the /explain endpoint's contrast (its last input)."""
+    img = handle_file(example(1)["path"])
+    out = caption(client, example(1)["path"])
+    rows = out["tokens"]
+    assert all("alternatives" in r for r in rows)
+    i = next(k for k, r in enumerate(rows) if any(a["token"] != r["token"] for a in r["alternatives"]))
+    other = next(a["token"] for a in rows[i]["alternatives"] if a["token"] != rows[i]["token"])
+    overlay, info = client.predict(img, "shapes-cross", out["caption"], i, "saliency", 0.5, "jet", other,
+                                   api_name="/explain")
+    assert Path(overlay).is_file() and info["target"]["contrast"] == other and info["target"]["token"] == i
+    assert info["measured"] is None or 0 <= info["measured"]["pointing"] <= 1
+    _, same = client.predict(img, "shapes-cross", out["caption"], i, "saliency", 0.5, "jet", rows[i]["token"],
+                             api_name="/explain")
+    assert not any(any(row) for row in same["map"])                   # the word against itself: nothing
+    _, plain = client.predict(img, "shapes-cross", out["caption"], i, "saliency", 0.5, "jet", "",
+                              api_name="/explain")
+    assert "contrast" not in plain["target"]
+    with pytest.raises(AppError, match="cannot explain a contrast"):
+        client.predict(img, "shapes-cross", out["caption"], i, "attention", 0.5, "jet", other, api_name="/explain")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import time
 from pathlib import Path
@@ -21,14 +22,16 @@ def _target(model, image, args: argparse.Namespace):
         if args.token is not None:
             raise InputError("--token picks a caption token; it cannot go with --question")
         if args.target:
-            return Target("answer", args.target, question=args.question)
-        return own_target(model, image, args.question)[0]
+            return Target("answer", args.target, question=args.question, contrast=args.contrast)
+        return replace(own_target(model, image, args.question)[0], contrast=args.contrast)
     if args.target:
         caption = args.target
     else:
         caption = own_target(model, image)[0].text
     if args.token is not None:
-        return Target("token", caption, token=args.token)
+        return Target("token", caption, token=args.token, contrast=args.contrast)
+    if args.contrast is not None:
+        raise InputError("--contrast replaces one word: give --token (or --question)")
     return Target("caption", caption)
 
 
@@ -55,6 +58,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         payload["question"] = target.question
     if target.kind == "token":
         payload["token"] = target.token
+    if target.contrast is not None:
+        payload["contrast"] = target.contrast
     if args.method == "modality":
         from .. import viz
         from ..explain import modality_share
@@ -75,21 +80,54 @@ def _cmd_explain(args: argparse.Namespace) -> int:
                 "seconds": round(time.perf_counter() - started, 4), "out": str(out)}
     if e.text is not None:
         payload["text"] = [{"token": t, "score": round(s, 6)} for t, s in e.text]
-    emit(payload, args.json, f"{args.method} map of {target.text!r} ({e.seconds:.2f} s); wrote {out}")
+    what = f"{target.text!r}" + (f" rather than {target.contrast!r}" if target.contrast else "")
+    emit(payload, args.json, f"{args.method} map of {what} ({e.seconds:.2f} s); wrote {out}")
     return 0
 
 
 def _cmd_eval_explain(args: argparse.Namespace) -> int:
     from ..explain import evaluate_explanations
 
-    model = load_model(args)
     methods = [m.strip() for m in ",".join(args.methods or []).split(",") if m.strip()] or None
+    if args.n < 1:
+        raise InputError(f"--n must be at least 1, not {args.n}")
+    if args.save and not Path(args.save).parent.is_dir():
+        raise InputError(f"cannot write {args.save}: folder {Path(args.save).parent} does not exist")
+    if args.target == "caption-words":
+        return _eval_caption_words(args, methods)
+    if args.contrast:
+        raise InputError("--contrast goes with --target caption-words")
+    model = load_model(args)
     report = evaluate_explanations(model, methods, n=args.n, seed=args.seed, batch=args.batch,
                                    progress=not args.json)
+    if args.save:
+        Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
     if args.json:
         print(json.dumps(report))
         return 0
     print(format_table(report))
+    return 0
+
+
+def _eval_caption_words(args: argparse.Namespace, methods: list[str] | None) -> int:
+    from ..explain import evaluate_caption_words, format_caption_words
+
+    model = load_model(args)
+    variants = ("plain", "contrastive") if args.contrast else ("plain",)
+    options: dict[str, dict[str, Any]] = {}
+    for key, value in _options(args.option).items():
+        method, dot, name = key.partition(".")
+        if not dot or not name:
+            raise InputError(f"eval-explain --option takes METHOD.KEY=VALUE (e.g. ig.steps=16), got {key!r}")
+        options.setdefault(method.replace("_", "-"), {})[name] = value
+    report = evaluate_caption_words(model, methods, n=args.n, seed=args.seed, batch=args.batch, variants=variants,
+                                    progress=not args.json, options=options)
+    if args.save:
+        Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(format_caption_words(report))
     return 0
 
 
@@ -113,6 +151,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--target", default=None,
                        help="the answer (with --question) or caption to explain (default: the model's own)")
     which.add_argument("--token", type=int, default=None, help="explain only this caption token (0-based)")
+    p.add_argument("--contrast", default=None, metavar="WORD",
+                   help="explain log p(target) - log p(WORD): why this token (--token) or answer and not WORD")
     p.add_argument("--method", default="attention",
                    help="attention, rollout, relevance, ig, ig-pixels, saliency, inputxgrad, gradcam, occlusion, "
                         "shapley, text-ig, or modality (image vs text share)")
@@ -121,11 +161,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.set_defaults(func=_cmd_explain)
 
-    p = sub.add_parser("eval-explain", help="score explanation methods on held-out world questions")
+    p = sub.add_parser("eval-explain", help="score explanation methods on held-out world questions or caption words")
     add_model_args(p)
+    p.add_argument("--target", choices=("answers", "caption-words"), default="answers",
+                   help="answers: one-evidence questions; caption-words: each colour, size and shape word of the "
+                        "model's correct captions, as a caption token, on its own object")
+    p.add_argument("--contrast", action="store_true",
+                   help="caption-words: also score contrastive maps (the word vs the most probable other word of "
+                        "its kind)")
+    p.add_argument("--save", default=None, metavar="FILE", help="also write the JSON report to FILE")
+    p.add_argument("--option", action="append", metavar="METHOD.KEY=VALUE",
+                   help="caption-words: a method option, e.g. ig.steps=16 (repeatable)")
     p.add_argument("--methods", nargs="*", default=None,
                    help="methods, space or comma separated (default: every image map the model can run)")
-    p.add_argument("--n", type=int, default=500, help="questions with exactly one evidence object")
+    p.add_argument("--n", type=int, default=500,
+                   help="questions with exactly one evidence object (caption-words: held-out scenes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=16, help="questions per batch")
     p.set_defaults(func=_cmd_eval_explain)

@@ -6,15 +6,16 @@ model always receives inputs whose batch matches its pixels and never has to gue
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..models.base import ExplainInputs, VLModel
+from ..models.base import ExplainInputs, Target, VLModel
 from ..models.probes import Record
 
 CPU_ROWS = 256                  # rows per forward pass on a CPU: beyond this, bigger batches stop paying
@@ -27,6 +28,8 @@ class ScoreFunction:
     """`model.score` as a function of pixels with n = k·B rows; `gate` (optional) scales the word embeddings.
 
     Called as f(pixels) or f(pixels, gate) where gate is (n, F) over each item's word features (see `TextGate`).
+    Contrastive inputs (`inputs.contrast`, see `prepare`) score score(target) - score(contrast): two passes of
+    the model over the same pixels (and the same gate), one per text.
     """
 
     def __init__(self, model: VLModel, inputs: ExplainInputs):
@@ -50,9 +53,15 @@ class ScoreFunction:
     def __call__(self, pixels: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
         inputs = self.expand(pixels.shape[0])
         if gate is None:
-            return self.model.score(inputs, pixels=pixels).float()
+            return self._score(inputs, pixels)
         with self.gate.applied(gate):
-            return self.model.score(inputs, pixels=pixels).float()
+            return self._score(inputs, pixels)
+
+    def _score(self, inputs: ExplainInputs, pixels: torch.Tensor) -> torch.Tensor:
+        value = self.model.score(inputs, pixels=pixels).float()
+        if inputs.contrast is not None:
+            value = value - self.model.score(inputs.contrast, pixels=pixels).float()
+        return value
 
     def of_gate(self, gate: torch.Tensor) -> torch.Tensor:
         """The score with the image fixed and the words scaled by `gate` (n, F)."""
@@ -64,7 +73,98 @@ def record_attention(model: VLModel, inputs: ExplainInputs, *, grad: bool) -> Re
     probe = model.attention_probe()
     if probe is None:
         raise InputError(f"{model.info.name} offers no attention probe")
-    return probe.record(ScoreFunction(model, inputs), inputs, grad=grad)
+    if inputs.contrast is None:
+        return probe.record(ScoreFunction(model, inputs), inputs, grad=grad)
+    # contrastive: one pass per text. The attention the target's term reads is the same in both passes (same
+    # image, same prefix), so the record keeps the target pass's weights with d(target - contrast)/d weights.
+    plain = dataclasses.replace(inputs, contrast=None)
+    rec = probe.record(ScoreFunction(model, plain), plain, grad=grad)
+    other = probe.record(ScoreFunction(model, inputs.contrast), inputs.contrast, grad=grad)
+    if grad:
+        for s, o in zip(rec.steps, other.steps):
+            if s.grad is not None and o.grad is not None and s.grad.shape == o.grad.shape:
+                s.grad = s.grad - o.grad
+    if rec.score is not None and other.score is not None:
+        rec.score = rec.score - other.score
+    return rec
+
+
+# --- preparing targets, contrastive ones included --------------------------------------------------------------
+def prepare(model: VLModel, images: Sequence, targets: Sequence[Target]) -> ExplainInputs:
+    """`model.prepare`, plus, when the targets carry a contrast, the same items with the contrast word in the
+    target's place (`inputs.contrast`), prepared by the model too; `ScoreFunction` then scores the difference.
+
+    An answer's contrast is another answer to the same question. A token's contrast replaces that token of the
+    caption (same prefix); it must take exactly that token's place in the model's tokenisation (one token for one
+    token, the rest unchanged), else an InputError says so."""
+    inputs = model.prepare(images, targets)
+    contrasts = [t.contrast for t in targets]
+    if all(c is None for c in contrasts):
+        return inputs
+    if any(c is None for c in contrasts):
+        raise InputError("a batch must be all contrastive targets or none")
+    swapped = [contrast_target(model, image, t, tokens) for image, t, tokens in
+               zip(images, targets, word_features(inputs))]
+    inputs.contrast = model.prepare(images, swapped)
+    for b, (t, before, after) in enumerate(zip(targets, word_features(inputs), word_features(inputs.contrast))):
+        if t.kind == "token" and not _one_swap(before, after, t.token):
+            raise InputError(_swap_error(t, before, after))
+    return inputs
+
+
+def contrasts_itself(inputs: ExplainInputs) -> bool:
+    """Every item's contrast is its own target: the difference is 0 for any image, nothing to attribute."""
+    return inputs.contrast is not None and all(
+        a.kind == b.kind and a.text == b.text and a.question == b.question
+        for a, b in zip(inputs.targets, inputs.contrast.targets))
+
+
+def contrast_target(model: VLModel, image, target: Target, tokens: list[tuple[int, str]] | None = None) -> Target:
+    """The target with its contrast in its place, as a plain (non-contrastive) target."""
+    if target.contrast is None:
+        return target
+    if target.kind == "answer":
+        return Target("answer", target.contrast, question=target.question)
+    if tokens is None:
+        tokens = word_features(model.prepare([image], [dataclasses.replace(target, contrast=None)]))[0]
+    span = token_span(target.text, [t for _, t in tokens], target.token)
+    if span is None:
+        raise InputError(f"cannot find token {target.token} of {target.text!r} in the caption's text")
+    lo, hi = span
+    return Target("token", target.text[:lo] + target.contrast + target.text[hi:], token=target.token)
+
+
+def token_span(text: str, tokens: list[str], index: int) -> tuple[int, int] | None:
+    """(start, end) characters of token `index` in `text`, matching the tokens in order (case-insensitive;
+    WordPiece '##' and byte-level 'Ġ' markers ignored); None when the tokens cannot be followed."""
+    low, cursor = text.lower(), 0
+    for i, tok in enumerate(tokens):
+        piece = tok.lower().removeprefix("##").lstrip("\u0120▁ ").strip()
+        if not piece:
+            if i == index:
+                return None
+            continue
+        at = low.find(piece, cursor)
+        if at < 0:
+            return None
+        if i == index:
+            return at, at + len(piece)
+        cursor = at + len(piece)
+    return None
+
+
+def _one_swap(before: list[tuple[int, str]], after: list[tuple[int, str]], index: int) -> bool:
+    return (len(before) == len(after) and [p for p, _ in before] == [p for p, _ in after]
+            and all(a[1] == b[1] for i, (a, b) in enumerate(zip(before, after)) if i != index))
+
+
+def _swap_error(target: Target, before: list[tuple[int, str]], after: list[tuple[int, str]]) -> str:
+    word = before[target.token][1] if 0 <= target.token < len(before) else "?"
+    extra = max(0, len(after) - len(before))
+    changed = [t for _, t in after[target.token: target.token + 1 + extra]]
+    return (f"the contrast {target.contrast!r} does not take the place of token {target.token} ({word!r}) as one "
+            f"token: this model's tokenizer reads it as {' '.join(changed) or 'nothing'!r}; choose a word the "
+            f"model writes as one token")
 
 
 # --- text features ------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ class MapMethod:
     name: ClassVar[str]
     summary: ClassVar[str]
     output: ClassVar[str] = "image"            # "image": (B, h, w); "text": (B, F)
+    contrastive: ClassVar[bool] = True         # follows the score, so it can explain a contrastive target
 
     def __init__(self, model: VLModel):
         self.model = model

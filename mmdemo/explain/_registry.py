@@ -8,8 +8,8 @@ from ..models.base import VLModel
 from ._method import MapMethod
 
 METHODS: dict[str, type[MapMethod]] = {}
-MODULES = ("attention", "rollout", "relevance", "ig", "ig_pixels", "saliency", "inputxgrad", "gradcam", "occlusion",
-           "shapley", "text_ig")          # one method each, in the order they are listed
+MODULES = ("attention", "gradattn", "rollout", "relevance", "ig", "ig_pixels", "saliency", "inputxgrad", "gradcam",
+           "occlusion", "shapley", "text_ig")          # one method each, in the order they are listed
 
 
 def load_all() -> dict[str, type[MapMethod]]:

@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..images import content_hash
 from ..models.base import Target, VLModel
 from ._cache import LRU, freeze
-from ._forward import word_features
+from ._forward import contrasts_itself, prepare, word_features
 from ._registry import method_for
 from .explanation import Explanation, relevance, upsample
 
@@ -59,13 +59,18 @@ def explain(model: VLModel, image: Image.Image, target: Target, method: str = "a
         raise InputError(f"sign must be one of {', '.join(SIGNS)}, not {sign!r}")
     unit = method_for(method, model)
     _check_options(unit, options)
+    check_contrast(unit, target)
     key = cache_key(model, image, target, method, sign=sign, **options)
     if cache and (hit := CACHE.get(key)) is not None:
         return hit
     started = time.perf_counter()
     with gradients(model):
-        inputs = model.prepare([image], [target])
-        out = unit.attribute(inputs, **options)
+        inputs = prepare(model, [image], [target])
+        if contrasts_itself(inputs):      # log p(w) - log p(w): zero whatever the image; no rounding noise drawn
+            out = torch.zeros(1, len(word_features(inputs)[0])) if unit.output == "text" else \
+                torch.zeros(1, *model.info.patch_grid)
+        else:
+            out = unit.attribute(inputs, **options)
     h, w = model.info.patch_grid
     text = None
     if unit.output == "text":
@@ -84,6 +89,15 @@ def explain(model: VLModel, image: Image.Image, target: Target, method: str = "a
 def cache_key(model: VLModel, image: Image.Image, target: Target, what: str, **options: Any) -> tuple:
     """(image content, model, target, method, options): what an explanation depends on."""
     return (content_hash(image), model_key(model), target, what, freeze(options))
+
+
+def check_contrast(unit, target: Target) -> None:
+    """A contrastive target needs a method that follows the score."""
+    if target.contrast is not None and not unit.contrastive:
+        from ._registry import METHODS, available_methods
+        able = [n for n in available_methods(unit.model) if METHODS[n].contrastive and METHODS[n].output == unit.output]
+        raise InputError(f"method {unit.name!r} cannot explain a contrast (it does not follow the score); "
+                         f"use one of: {', '.join(able)}")
 
 
 def _check_options(unit, options: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..models.base import Target, VLModel
+from ..models.base import ExplainInputs, Target, VLModel
 from ..train.evaluate import held_out
 from ._forward import ScoreFunction, image_baseline
 from ._registry import METHODS, available_methods, method_for
@@ -71,25 +71,13 @@ def evaluate_explanations(model: VLModel, methods: Sequence[str] | None = None, 
         with gradients(model):
             inputs = model.prepare([d.image for d in chunk], [Target("answer", d.answer, question=d.question)
                                                               for d in chunk])
-            fn = ScoreFunction(model, inputs)
-            base = image_baseline(inputs.pixels, "median", grid)
-            P = grid[0] * grid[1]
-            random_orders = np.stack([rng.permutation(P) for _ in chunk])
-            x, d, i = curves(fn, inputs.pixels, base, random_orders, grid, di_steps, term_count(inputs))
-            rand["deletion"] += auc(x, d).tolist()
-            rand["insertion"] += auc(x, i).tolist()
-            for m, unit in units.items():
-                started = time.perf_counter()
-                raw = unit.attribute(inputs).detach().float().cpu().numpy()                  # (B, h, w)
-                rows[m]["seconds"] += time.perf_counter() - started
-                maps = [relevance(r) for r in raw]
-                for mp, item in zip(maps, chunk):
-                    rows[m]["pointing"].append(pointing_game(mp, item.mask))
-                    rows[m]["mass"].append(mass_inside(mp, item.mask))
-                orders = np.stack([most_relevant_first(mp, rng) for mp in maps])
-                x, d, i = curves(fn, inputs.pixels, base, orders, grid, di_steps, term_count(inputs))
-                rows[m]["deletion"] += auc(x, d).tolist()
-                rows[m]["insertion"] += auc(x, i).tolist()
+            scored = score_batch(model, units, inputs, [d.mask for d in chunk], rng, di_steps)
+        for key in rand:
+            rand[key] += scored["random"][key]
+        for m in methods:
+            for key in ("pointing", "mass", "deletion", "insertion"):
+                rows[m][key] += scored[m][key]
+            rows[m]["seconds"] += scored[m]["seconds"]
         bar(len(chunk))
     report = {"model": model.info.name, "questions": len(data), "seed": seed, "answer_accuracy": float(correct.mean()),
               "pointing_chance": float(np.mean(chances)), "di_steps": di_steps,
@@ -106,6 +94,41 @@ def evaluate_explanations(model: VLModel, methods: Sequence[str] | None = None, 
             "random_insertion_auc": report["random"]["insertion_auc"],
             "seconds_per_map": r["seconds"] / max(1, len(data))}
     return report
+
+
+def score_batch(model: VLModel, units: dict, inputs: ExplainInputs, masks: Sequence[np.ndarray],
+                rng: np.random.Generator, di_steps: int = DI_STEPS, *, curve_inputs: ExplainInputs | None = None,
+                curves_of: Sequence[str] | None = None) -> dict:
+    """One batch of prepared items through every method: per item the pointing game and mass inside its mask
+    (each (H, W) bool), and deletion/insertion AUC of the map's order and of a random order.
+
+    The maps explain `inputs` (contrastive ones included); the curves follow the probability of
+    `curve_inputs` (default: `inputs`), for the methods in `curves_of` (default: all). Returns {method: {"pointing",
+    "mass", "deletion", "insertion": per-item lists, "seconds"}, "random": {"deletion", "insertion"}}."""
+    grid = tuple(model.info.patch_grid)
+    P = grid[0] * grid[1]
+    curve_inputs = curve_inputs or inputs
+    fn = ScoreFunction(model, curve_inputs)
+    base = image_baseline(curve_inputs.pixels, "median", grid)
+    terms = term_count(curve_inputs)
+    x, d, i = curves(fn, curve_inputs.pixels, base, np.stack([rng.permutation(P) for _ in masks]), grid, di_steps,
+                     terms)
+    out: dict = {"random": {"deletion": auc(x, d).tolist(), "insertion": auc(x, i).tolist()}}
+    for m, unit in units.items():
+        started = time.perf_counter()
+        raw = unit.attribute(inputs).detach().float().cpu().numpy()                          # (B, h, w)
+        seconds = time.perf_counter() - started
+        maps = [relevance(r) for r in raw]
+        row = {"pointing": [pointing_game(mp, mask) for mp, mask in zip(maps, masks)],
+               "mass": [mass_inside(mp, mask) for mp, mask in zip(maps, masks)], "seconds": seconds}
+        if curves_of is None or m in curves_of:
+            orders = np.stack([most_relevant_first(mp, rng) for mp in maps])
+            x, d, i = curves(fn, curve_inputs.pixels, base, orders, grid, di_steps, terms)
+            row |= {"deletion": auc(x, d).tolist(), "insertion": auc(x, i).tolist()}
+        else:
+            row |= {"deletion": [], "insertion": []}
+        out[m] = row
+    return out
 
 
 def _mean(a: np.ndarray) -> float | None:

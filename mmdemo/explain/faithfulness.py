@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..models.base import Target, VLModel
-from ._forward import ScoreFunction, image_baseline, max_rows
+from ._forward import ScoreFunction, image_baseline, max_rows, prepare
 from ._rows import term_count
 from .engine import explain, gradients
 
@@ -31,7 +31,7 @@ def deletion_insertion(model: VLModel, image: Image.Image, target: Target, grid_
     rng = np.random.default_rng(seed)
     orders = np.stack([most_relevant_first(grid_map, rng)] + [rng.permutation(P) for _ in range(random_maps)])
     with gradients(model), torch.no_grad():
-        inputs = model.prepare([image] * len(orders), [target] * len(orders))
+        inputs = prepare(model, [image] * len(orders), [target] * len(orders))
         fn = ScoreFunction(model, inputs)
         base = image_baseline(inputs.pixels, baseline, grid)
         fractions, deletion, insertion = curves(fn, inputs.pixels, base, orders, grid, steps or P, term_count(inputs))

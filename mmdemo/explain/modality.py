@@ -12,7 +12,7 @@ from captum.attr import ShapleyValueSampling
 from PIL import Image
 
 from ..models.base import Target, VLModel
-from ._forward import ScoreFunction, image_baseline, max_rows, patch_mask, word_features
+from ._forward import ScoreFunction, image_baseline, max_rows, patch_mask, prepare, word_features
 from .engine import CACHE, cache_key, gradients
 
 
@@ -34,7 +34,7 @@ def _share(model: VLModel, image: Image.Image, target: Target, *, samples: int, 
            baseline: str | float, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     with gradients(model), torch.no_grad():
-        inputs = model.prepare([image], [target])
+        inputs = prepare(model, [image], [target])
         fn = ScoreFunction(model, inputs)
         gate = fn.gate
         pixels = inputs.pixels

@@ -116,9 +116,17 @@ class ModelInfo:
 class Caption:
     text: str
     tokens: list[tuple[str, float]]     # (token, probability it was given when generated)
+    # per token, the model's most probable words at that step, best first, (word, probability), the chosen one
+    # included; empty when the family cannot say
+    alternatives: list[list[tuple[str, float]]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"caption": self.text, "tokens": [{"token": t, "prob": p} for t, p in self.tokens]}
+        """{"caption", "tokens": [{"token", "prob"}]}; each token also carries "alternatives": [{"token", "prob"}]
+        when the model gave them."""
+        tokens = [{"token": t, "prob": p} for t, p in self.tokens]
+        for row, alts in zip(tokens, self.alternatives):
+            row["alternatives"] = [{"token": a, "prob": q} for a, q in alts]
+        return {"caption": self.text, "tokens": tokens}
 
 
 @dataclass
@@ -139,12 +147,20 @@ class Target:
     text: str                           # the answer, or the caption (teacher-forced)
     question: str | None = None         # for kind == "answer"
     token: int | None = None            # for kind == "token": index into the caption's tokens
+    contrast: str | None = None         # "answer" / "token": explain log p(text) - log p(contrast) instead, the
+                                        # contrast taking the target's place (same question, same prefix)
 
     def __post_init__(self) -> None:
         if self.kind not in ("answer", "caption", "token"):
             raise ValueError(f"target kind must be answer, caption or token, not {self.kind!r}")
         if self.kind == "token" and self.token is None:
             raise ValueError("a token target needs the token index")
+        if self.contrast is not None:
+            if self.kind == "caption":
+                raise InputError("a contrast replaces one word: give a token target (or an answer), not a caption")
+            if not isinstance(self.contrast, str) or not self.contrast.strip():
+                raise InputError("the contrast word is empty")
+            object.__setattr__(self, "contrast", self.contrast.strip())
 
 
 class VLModel(ABC):
@@ -210,6 +226,8 @@ class ExplainInputs:
     targets: list[Target]
     text_tokens: list[list[str]]        # the text tokens each item's attributions are reported over
     extra: dict[str, Any] = field(default_factory=dict)
+    contrast: "ExplainInputs | None" = None   # contrastive targets: the same items with the contrast in place (the
+                                              # explanation engine scores the difference; families never see it)
 
     def tiled(self, n: int) -> "ExplainInputs":
         """These inputs for n = k·B rows, laid out the way Captum expands a batch (step-major: rows
@@ -224,10 +242,12 @@ class ExplainInputs:
         k = n // B
         cat = lambda v: torch.cat([v] * k) if isinstance(v, torch.Tensor) and v.dim() else v  # noqa: E731
         return ExplainInputs(cat(self.pixels), list(self.targets) * k, list(self.text_tokens) * k,
-                             {name: cat(v) for name, v in self.extra.items()})
+                             {name: cat(v) for name, v in self.extra.items()},
+                             self.contrast.tiled(n) if self.contrast is not None else None)
 
     def to(self, device: "torch.device | str") -> "ExplainInputs":
         import torch
         move = lambda v: v.to(device) if isinstance(v, torch.Tensor) else v  # noqa: E731
         return ExplainInputs(move(self.pixels), self.targets, self.text_tokens,
-                             {k: move(v) for k, v in self.extra.items()})
+                             {k: move(v) for k, v in self.extra.items()},
+                             self.contrast.to(device) if self.contrast is not None else None)

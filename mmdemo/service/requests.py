@@ -33,7 +33,8 @@ class Requests:
             result = gpu.call("caption", model, picture, settings.to_dict())
         return CaptionResult(model.info.name, result.text, [(t, float(p)) for t, p in result.tokens],
                              round(time.perf_counter() - started, 4), _honoured(model, settings),
-                             content_hash(picture))
+                             content_hash(picture),
+                             tuple([(a, float(q)) for a, q in alts] for alts in result.alternatives))
 
     def ask(self, image: ImageSource, question: Any, model_name: str | None = None, top_k: int = 5) -> AnswerResult:
         """Answer one question about one image, with the `top_k` most likely answers."""
@@ -142,13 +143,13 @@ def clean_target(target: Target) -> Target:
         text = (target.text or "").strip()
         if not text:
             raise InputError("say which answer to explain")
-        return Target("answer", text, question=question)
+        return Target("answer", text, question=question, contrast=target.contrast)
     text = " ".join((target.text or "").split())
     if not text:
         raise InputError("the caption to explain is empty; caption the image first")
     if len(text) > MAX_CAPTION_CHARS:
         raise InputError(f"the caption is {len(text):,} characters long; the limit is {MAX_CAPTION_CHARS:,}")
-    return Target(target.kind, text, token=target.token)
+    return Target(target.kind, text, token=target.token, contrast=target.contrast)
 
 
 def optional(module: str) -> Any:

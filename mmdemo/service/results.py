@@ -27,11 +27,15 @@ class CaptionResult:
     seconds: float
     decoding: dict[str, Any]            # the settings it was generated with (`Decoding.to_dict()`)
     image_hash: str
+    alternatives: tuple = ()            # per token, the model's most probable words at that step [(word, prob)]
 
     def to_dict(self) -> dict[str, Any]:
-        """The CLI's caption JSON, plus the decoding settings and the image's content hash."""
-        return {"model": self.model, "caption": self.caption,
-                "tokens": [{"token": t, "prob": p} for t, p in self.tokens],
+        """The CLI's caption JSON (each token with its "alternatives" where the model gave them), plus the
+        decoding settings and the image's content hash."""
+        tokens = [{"token": t, "prob": p} for t, p in self.tokens]
+        for row, alts in zip(tokens, self.alternatives):
+            row["alternatives"] = [{"token": a, "prob": q} for a, q in alts]
+        return {"model": self.model, "caption": self.caption, "tokens": tokens,
                 "seconds": self.seconds, "decoding": self.decoding, "image_hash": self.image_hash}
 
 

@@ -18,6 +18,9 @@ METHOD_NOTES = {
                   "(or one layer). Cheap: one forward pass.",
                   "Attention says where information was read, not whether it changed the answer; heads that "
                   "attend everywhere blur it, and late fusion has almost no text→image attention to show."),
+    "gradattn": ("One fusion layer's text→image attention (the last by default), each head weighted by how much "
+                 "the score depends on it ((∇A ⊙ A)⁺, Chefer et al.'s per-layer term).",
+                 "Only one layer: evidence read earlier is not shown."),
     "rollout": ("Attention multiplied through the layers (Abnar & Zuidema 2020), so that mixing across tokens "
                 "in earlier layers is accounted for. Single-stream (early-fusion) models only.",
                 "Assumes attention is the only path between tokens and ignores the values and MLPs; maps grow "
@@ -52,6 +55,20 @@ METHOD_NOTES = {
                 "Says nothing about the image; a zero embedding is not a neutral word."),
 }
 
+
+CAPTION_WORDS = """\
+**Caption words: which map to believe.** For a colour, size or shape word of a caption, the Caption tab shows
+beside the map how often that method's map of that kind of word pointed at the word's own object on held-out
+scenes (`eval-explain --target caption-words`, shipped with each model card). On the shapes models the default for
+caption words is **contrastive saliency**: why this word and not the model's most probable other word of the same
+kind (why *circle* and not *square*). The plain attention map misses shape words because of how it is aggregated,
+not because of the model: it averages every fusion layer and head, and on shapes-cross only the last layer points
+at the object (layers 0 and 1 hit it for about a third to a half of the words); within that layer the heads
+divide the work, two reading colour (they point at the object for every colour word and almost never for shape
+words) and one reading shape (93 % of shape words, 7 % of colour words). A map of log p(word) alone also carries
+what the word owes to grammar and to the words before it; contrasting it with the runner-up word keeps only the
+evidence that tells the two apart, which lies on the object
+(`python benchmarks/bench_caption_word_heads.py --model shapes-cross`)."""
 
 FAITHFULNESS = ["method", "pointing game", "deletion AUC", "random deletion AUC", "insertion AUC",
                 "random insertion AUC", "ms per map", "scenes"]
@@ -99,6 +116,7 @@ def _methods_text(service) -> str:
     for name in methods:
         shows, caveat = METHOD_NOTES.get(name, (summaries.get(name, ""), ""))
         parts.append(f"**{name}** — {shows}" + (f" *Do not trust it when:* {caveat}" if caveat else ""))
+    parts.append(CAPTION_WORDS)
     parts.append("A map is worth trusting when removing its most relevant patches first lowers the model's "
                  "score faster than removing random ones (deletion AUC below random) and adding them first "
                  "raises it faster (insertion AUC above random); on shapes scenes it should also point at the "

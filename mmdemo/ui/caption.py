@@ -5,6 +5,7 @@ from typing import Any
 
 import gradio as gr
 
+from ..explain import trust
 from ..models.base import MAX_NEW_TOKENS, STRATEGIES, Decoding, Target
 from .common import CMAPS, Shared, explanation_json, handler, overlay, probability_highlights
 
@@ -12,6 +13,7 @@ from .common import CMAPS, Shared, explanation_json, handler, overlay, probabili
 def build(shared: Shared) -> None:
     service = shared.service
     methods = _methods(service)
+    default_method = _default_method(service, None, methods)
     with gr.Row() as decoding_row:
         strategy = gr.Radio(list(STRATEGIES), value="greedy", label="Decoding", scale=2)
         max_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=24, step=1, label="Max tokens", scale=2)
@@ -33,12 +35,17 @@ def build(shared: Shared) -> None:
         with gr.Row():
             token = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Token",
                                 info="click a word above, or pick it here", elem_id="caption-token")
-            method = gr.Dropdown(methods, value=methods[0] if methods else None, allow_custom_value=True,
+            method = gr.Dropdown(methods, value=default_method, allow_custom_value=True,
                                  label="Method", elem_id="caption-method")
+            contrast = gr.Dropdown(choices=[NO_CONTRAST], value="", allow_custom_value=True,
+                                   label="Why this word and not …",
+                                   info="the model's runner-up words at this step: the map then shows what "
+                                        "favours the word over that one", elem_id="caption-contrast")
             opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Opacity")
             cmap = gr.Dropdown(list(CMAPS), value="jet", label="Colour map")
         heatmap = gr.Image(label="Where the model looked for this token", type="pil", interactive=False,
                            elem_id="caption-map", format="png")
+        trust_line = gr.Markdown(elem_id="caption-trust")
         with gr.Accordion("Map as JSON (what the `explain` API returns)", open=False):
             map_json = gr.JSON(label="explanation")
         grid_button = gr.Button("Compare every method for this token")
@@ -61,14 +68,43 @@ def build(shared: Shared) -> None:
                 gr.update(choices=choices, value=0 if words else None), result)
 
     @handler
-    def explain(image: Any, model: str, caption_text: str, token: Any, method: str, opacity: float, cmap: str):
-        """Map of one caption token (token index; -1 or empty: the whole caption). Returns (overlay image, JSON)."""
+    def explain(image: Any, model: str, caption_text: str, token: Any, method: str, opacity: float, cmap: str,
+                contrast: str | None = None):
+        """Map of one caption token (token index; -1 or empty: the whole caption), optionally against a contrast
+        word (log p(token) - log p(contrast) under the same prefix). Returns (overlay image, JSON); the JSON's
+        "measured" is the method's measured pointing rate for this kind of word on this model (or null)."""
         if image is None or not (caption_text or "").strip():
             return None, None
-        target = _caption_target(caption_text, token)
+        target = _caption_target(caption_text, token, contrast)
         exp = service.explain(image, target, model, method=method)
-        return (overlay(image, exp.upsampled, cmap, opacity),
-                explanation_json(exp, model, {"kind": target.kind, "text": target.text, "token": target.token}))
+        about = {"kind": target.kind, "text": target.text, "token": target.token}
+        if target.contrast is not None:
+            about["contrast"] = target.contrast
+        payload = explanation_json(exp, model, about)
+        payload["measured"] = (trust.measured(model, method, _word(caption_text, target.token), target.contrast is not None)
+                               if target.kind == "token" else None)
+        return overlay(image, exp.upsampled, cmap, opacity), payload
+
+    def show_trust(payload: dict[str, Any] | None) -> str:
+        if not payload:
+            return ""
+        return trust.describe(payload.get("measured"))
+
+    def runner_ups(result: dict[str, Any] | None, token: Any, model: str):
+        """The model's runner-up words for the chosen token (the word itself left out), as contrast choices; the
+        default is none, or the best same-kind runner-up where contrastive maps measured best for this model."""
+        choices, value = [NO_CONTRAST], ""
+        index = _index(token)
+        rows = (result or {}).get("tokens") or []
+        if index is not None and 0 <= index < len(rows):
+            word = rows[index]["token"]
+            alts = [a for a in rows[index].get("alternatives", []) if a["token"] != word]
+            choices += [(f"{a['token']} ({a['prob']:.0%})", a["token"]) for a in alts]
+            best = trust.recommended(model)
+            kind = trust.word_kind(word)
+            if best and best.get("variant") == "contrastive" and kind:
+                value = next((a["token"] for a in alts if trust.word_kind(a["token"]) == kind), "")
+        return gr.update(choices=choices, value=value)
 
     @handler
     def compare(image: Any, model: str, caption_text: str, token: Any, opacity: float, cmap: str):
@@ -90,9 +126,13 @@ def build(shared: Shared) -> None:
         show, [result], [tokens, shared.caption_text, token, shared.caption_state],
         api_visibility="private", api_name="show_caption", show_progress="hidden")
     tokens.select(pick, None, [token], api_visibility="private", api_name="pick_token", show_progress="hidden")
-    explain_inputs = [shared.image, shared.model, shared.caption_text, token, method, opacity, cmap]
-    gr.on([token.change, method.change, opacity.release, cmap.change], explain, explain_inputs,
-          [heatmap, map_json], api_name="explain", concurrency_id="model", trigger_mode="always_last")
+    token.change(runner_ups, [shared.caption_state, token, shared.model], [contrast], api_visibility="private",
+                 api_name="runner_ups", show_progress="hidden")
+    explain_inputs = [shared.image, shared.model, shared.caption_text, token, method, opacity, cmap, contrast]
+    gr.on([token.change, method.change, opacity.release, cmap.change, contrast.change], explain, explain_inputs,
+          [heatmap, map_json], api_name="explain", concurrency_id="model", trigger_mode="always_last").then(
+        show_trust, [map_json], [trust_line], api_visibility="private", api_name="show_trust",
+        show_progress="hidden")
     grid_button.click(compare, [shared.image, shared.model, shared.caption_text, token, opacity, cmap], [grid],
                       api_name="compare_methods", concurrency_id="model")
     shared.image.change(lambda: (None, None, None, None), None, [tokens, heatmap, map_json, grid],
@@ -102,24 +142,55 @@ def build(shared: Shared) -> None:
         """The chosen model's methods in the picker, and decoding controls only where they change its output."""
         names = _methods(service, model)
         honours = _honours(service, model)
-        return (gr.update(choices=names, value=names[0] if names else None),
+        return (gr.update(choices=names, value=_default_method(service, model, names)),
                 gr.update(visible="strategy" in honours), gr.update(visible="strategy" in honours))
 
     shared.model.change(follow, [shared.model], [method, decoding_row, decoding_more], api_visibility="private",
                         api_name="caption_controls", show_progress="hidden")
 
 
-def _caption_target(caption_text: str, token: Any) -> Target:
+NO_CONTRAST = ("nothing (plain map)", "")
+
+
+def _index(token: Any) -> int | None:
     if token in (None, "", -1, "-1"):
-        return Target("caption", caption_text)
+        return None
     try:
         index = int(float(str(token).split(":", 1)[0]))
     except ValueError:
         raise gr.Error(f"token must be a number (the word's position in the caption), not {token!r}",
                        print_exception=False) from None
-    if index < 0:
+    return index if index >= 0 else None
+
+
+def _caption_target(caption_text: str, token: Any, contrast: str | None = None) -> Target:
+    index = _index(token)
+    contrast = (contrast or "").strip() or None
+    if index is None:
+        if contrast:
+            raise gr.Error("pick a word to contrast", print_exception=False)
         return Target("caption", caption_text)
-    return Target("token", caption_text, token=index)
+    return Target("token", caption_text, token=index, contrast=contrast)
+
+
+def _word(caption_text: str, index: int | None) -> str | None:
+    """The caption's word at `index` as the shapes captions split (words and , . ?), for the measured rates."""
+    import re
+
+    words = re.findall(r"[\w']+|[^\w\s]", caption_text or "")
+    return words[index] if index is not None and 0 <= index < len(words) else None
+
+
+def _default_method(service, model: str | None, names: list[str]) -> str | None:
+    """The method whose caption-word maps measured best on this model (its card's results), else the first."""
+    if not names:
+        return None
+    try:
+        name = model or service.default_model()
+    except Exception:  # no model configured yet
+        name = None
+    best = trust.recommended(name) if isinstance(name, str) else None
+    return best["method"] if best and best.get("method") in names else names[0]
 
 
 def _methods(service, model: str | None = None) -> list[str]:

@@ -24,6 +24,7 @@ def pick(att: torch.Tensor, index: int | None, axis: int, what: str) -> torch.Te
 class AttentionMap(MapMethod):
     name = "attention"
     summary = "text→image attention of the target's rows, mean over layers and heads (or one of each)"
+    contrastive = False                 # the same attention whichever word is scored
 
     @classmethod
     def supports(cls, model: VLModel) -> bool:

@@ -15,6 +15,7 @@ from .._registry import register
 class GradCamMap(MapMethod):
     name = "gradcam"
     summary = "Grad-CAM on the last vision layer: channel weights = mean gradient over patches"
+    contrastive = False                 # Captum keeps the layer of one forward pass; a contrast needs two
 
     def attribute(self, inputs: ExplainInputs) -> torch.Tensor:
         with GridTap(self.model.vision_layer, self.grid) as tap:

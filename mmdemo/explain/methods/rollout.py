@@ -20,6 +20,7 @@ def residual(att: torch.Tensor) -> torch.Tensor:
 class AttentionRollout(MapMethod):
     name = "rollout"
     summary = "attention rollout (Abnar & Zuidema 2020): attention multiplied through the layers; single-stream models"
+    contrastive = False                 # the same attention whichever word is scored
 
     @classmethod
     def supports(cls, model: VLModel) -> bool:

@@ -15,6 +15,7 @@ class TextIntegratedGradients(MapMethod):
     name = "text-ig"
     summary = "Integrated Gradients of each question or caption word, from a zero word embedding; image fixed"
     output = "text"
+    contrastive = False                 # its layer hook would put the target's word embeddings in both passes
 
     def attribute(self, inputs: ExplainInputs, *, steps: int = 32, internal_batch_size: int | None = None,
                   method: str = "gausslegendre") -> torch.Tensor:

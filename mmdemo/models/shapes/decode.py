@@ -1,9 +1,15 @@
-"""Caption decoding for the shapes networks: greedy, beam search and nucleus sampling, batched."""
+"""Caption decoding for the shapes networks: greedy, beam search and nucleus sampling, batched.
+
+Each returns, per item, the generated ids (no [CLS]/[SEP]), the probability of each, and the model's TOP most
+probable tokens at each step, best first, as (id, probability) pairs: the runner-ups a word was chosen over."""
 from __future__ import annotations
 
 import torch
 
 from .tokenizer import CLS, PAD, SEP
+
+TOP = 5                          # runner-up tokens recorded per step
+Tops = list[list[list[tuple[int, float]]]]       # per item, per token: [(id, prob)] best first
 
 
 def _step_logprobs(net, image: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -11,21 +17,31 @@ def _step_logprobs(net, image: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return net.caption_logits(image, ids)[:, -1].log_softmax(-1)
 
 
-def greedy(net, image: torch.Tensor, max_tokens: int) -> tuple[list[list[int]], list[list[float]]]:
-    """Batched greedy decoding. Returns per item the generated ids (no [CLS]/[SEP]) and their probabilities."""
+def greedy(net, image: torch.Tensor, max_tokens: int) -> tuple[list[list[int]], list[list[float]], Tops]:
+    """Batched greedy decoding."""
     return sample(net, image, max_tokens, top_p=0.0)
 
 
+def _top(logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, V) log-probs -> (B, TOP) probabilities and ids, best first."""
+    top = logp.topk(min(TOP, logp.shape[-1]), dim=-1)
+    return top.values.exp(), top.indices
+
+
 def sample(net, image: torch.Tensor, max_tokens: int, *, top_p: float = 0.9, temperature: float = 1.0,
-           generator: torch.Generator | None = None) -> tuple[list[list[int]], list[list[float]]]:
+           generator: torch.Generator | None = None) -> tuple[list[list[int]], list[list[float]], Tops]:
     """Nucleus sampling (top_p <= 0: greedy). The reported probability is the model's, before temperature."""
     B = image.shape[0]
     ids = torch.full((B, 1), CLS, dtype=torch.long, device=image.device)
     done = torch.zeros(B, dtype=torch.bool, device=image.device)
     probs = torch.zeros(B, 0, device=image.device)
+    top_p_, top_i = [], []
     for _ in range(max_tokens):
         logp = _step_logprobs(net, image, ids)                                     # (B, V)
         logp[:, [PAD, CLS]] = float("-inf")
+        tp, ti = _top(logp)
+        top_p_.append(tp)
+        top_i.append(ti)
         if top_p <= 0:
             nxt = logp.argmax(-1)
         else:
@@ -41,21 +57,25 @@ def sample(net, image: torch.Tensor, max_tokens: int, *, top_p: float = 0.9, tem
         done |= nxt == SEP
         if done.all():
             break
-    return _strip(ids[:, 1:], probs)
+    tops = [[list(zip(i, p)) for i, p in zip(torch.stack(top_i, 1)[b].tolist(), torch.stack(top_p_, 1)[b].tolist())]
+            for b in range(B)]
+    return _strip(ids[:, 1:], probs, tops)
 
 
 def beam(net, image: torch.Tensor, max_tokens: int, num_beams: int = 3,
-         length_penalty: float = 1.0) -> tuple[list[list[int]], list[list[float]]]:
+         length_penalty: float = 1.0) -> tuple[list[list[int]], list[list[float]], Tops]:
     """Beam search, one image at a time over its beams; picks the best finished hypothesis by mean log-prob."""
-    all_ids, all_probs = [], []
+    all_ids, all_probs, all_tops = [], [], []
     for b in range(image.shape[0]):
         img = image[b:b + 1]
-        beams = [([CLS], [], 0.0)]                                                # (ids, probs, sum logp)
+        beams = [([CLS], [], 0.0, [])]                                            # (ids, probs, sum logp, tops)
         finished = []
         for _ in range(max_tokens):
             ids = torch.tensor([bm[0] for bm in beams], device=image.device)
             logp = _step_logprobs(net, img.expand(len(beams), -1, -1), ids)
             logp[:, [PAD, CLS]] = float("-inf")
+            step_p, step_i = _top(logp)
+            step_tops = [list(zip(i, p)) for i, p in zip(step_i.tolist(), step_p.tolist())]
             top = logp.topk(num_beams, dim=-1)
             cands = [(s + v.item(), i, t.item(), v.item()) for i, (s_, (vals, toks)) in
                      enumerate(zip([bm[2] for bm in beams], zip(top.values, top.indices)))
@@ -63,8 +83,8 @@ def beam(net, image: torch.Tensor, max_tokens: int, num_beams: int = 3,
             cands.sort(key=lambda c: -c[0])
             beams_next = []
             for score, i, tok, lp in cands:
-                ids_i, probs_i, _ = beams[i]
-                hyp = (ids_i + [tok], probs_i + [float(torch.tensor(lp).exp())], score)
+                ids_i, probs_i, _, tops_i = beams[i]
+                hyp = (ids_i + [tok], probs_i + [float(torch.tensor(lp).exp())], score, tops_i + [step_tops[i]])
                 if tok == SEP:
                     finished.append(hyp)
                 else:
@@ -76,21 +96,18 @@ def beam(net, image: torch.Tensor, max_tokens: int, num_beams: int = 3,
                 break
         pool = finished or beams
         best = max(pool, key=lambda h: h[2] / max(1, len(h[1])) ** length_penalty)
-        ids, probs = _strip(torch.tensor([best[0][1:]]), torch.tensor([best[1]]))
+        ids, probs, tops = _strip(torch.tensor([best[0][1:]]), torch.tensor([best[1]]), [best[3]])
         all_ids += ids
         all_probs += probs
-    return all_ids, all_probs
+        all_tops += tops
+    return all_ids, all_probs, all_tops
 
 
-def _strip(ids: torch.Tensor, probs: torch.Tensor) -> tuple[list[list[int]], list[list[float]]]:
-    out_ids, out_probs = [], []
-    for row, prow in zip(ids.tolist(), probs.tolist()):
-        keep_ids, keep_p = [], []
-        for t, p in zip(row, prow):
-            if t in (SEP, PAD):
-                break
-            keep_ids.append(t)
-            keep_p.append(p)
-        out_ids.append(keep_ids)
-        out_probs.append(keep_p)
-    return out_ids, out_probs
+def _strip(ids: torch.Tensor, probs: torch.Tensor, tops: Tops) -> tuple[list[list[int]], list[list[float]], Tops]:
+    out_ids, out_probs, out_tops = [], [], []
+    for row, prow, trow in zip(ids.tolist(), probs.tolist(), tops):
+        n = next((k for k, t in enumerate(row) if t in (SEP, PAD)), len(row))
+        out_ids.append(row[:n])
+        out_probs.append(prow[:n])
+        out_tops.append(trow[:n])
+    return out_ids, out_probs, out_tops

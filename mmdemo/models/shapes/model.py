@@ -12,7 +12,7 @@ from ..base import Answer, Caption, Decoding, ExplainInputs, ModelInfo, Target, 
 from ..devices import choose_device
 from . import decode, weights
 from .preprocess import pad_ids, to_pixels
-from .tokenizer import build_tokenizer, join, vocabulary
+from .tokenizer import SPECIALS, build_tokenizer, join, vocabulary
 
 KNOWS = ("Trained only on the synthetic shapes world: circles, squares, triangles and stars in six colours on a "
          "light background. It cannot describe photos.")
@@ -66,24 +66,27 @@ class ShapesModel(VLModel):
         max_tokens = min(d.max_new_tokens, self.net.cfg.max_text - 2)
         if d.strategy == "nucleus":
             gen = torch.Generator(device=self.device).manual_seed(d.seed) if d.seed is not None else None
-            ids, probs = decode.sample(self.net, image, max_tokens, top_p=d.top_p, temperature=d.temperature,
-                                       generator=gen)
+            ids, probs, tops = decode.sample(self.net, image, max_tokens, top_p=d.top_p, temperature=d.temperature,
+                                             generator=gen)
         elif d.strategy == "beam" and d.beams > 1:
-            ids, probs = decode.beam(self.net, image, max_tokens, num_beams=d.beams)
+            ids, probs, tops = decode.beam(self.net, image, max_tokens, num_beams=d.beams)
         else:
-            ids, probs = decode.greedy(self.net, image, max_tokens)
-        return [self._caption(i, p) for i, p in zip(ids, probs)]
+            ids, probs, tops = decode.greedy(self.net, image, max_tokens)
+        return [self._caption(i, p, t) for i, p, t in zip(ids, probs, tops)]
 
-    def _caption(self, ids: list[int], probs: list[float]) -> Caption:
+    def _caption(self, ids: list[int], probs: list[float], tops: list[list[tuple[int, float]]]) -> Caption:
         tokens: list[tuple[str, float]] = []
-        for i, p in zip(ids, probs):
+        alternatives: list[list[tuple[str, float]]] = []
+        for i, p, top in zip(ids, probs, tops):
             piece = self.vocab[i]
             if piece.startswith("##") and tokens:  # a word piece joins the word before it
                 word, q = tokens[-1]
                 tokens[-1] = (word + piece[2:], q * p)
             else:
                 tokens.append((piece, p))
-        return Caption(join([t for t, _ in tokens]), [(t, float(p)) for t, p in tokens])
+                alternatives.append([(self.vocab[j], float(q)) for j, q in top      # its first piece's runner-ups
+                                     if self.vocab[j] not in SPECIALS])
+        return Caption(join([t for t, _ in tokens]), [(t, float(p)) for t, p in tokens], alternatives)
 
     @torch.inference_mode()
     def answer(self, images: Sequence[Image.Image], questions: Sequence[str], top_k: int = 5) -> list[Answer]:
