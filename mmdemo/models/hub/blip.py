@@ -67,13 +67,22 @@ class BlipCaptioner(Captioner):
         return self.model.text_decoder.get_input_embeddings()
 
     def _generate(self, pixels: torch.Tensor, prompt: torch.Tensor, **kw: Any) -> Any:
-        image, image_mask = _image_tokens(self.model, pixels)
+        image = self._image_tokens(pixels)                               # (B, 1 + h*w, D), cached per image
+        mask = torch.ones(image.shape[:2], dtype=torch.long, device=image.device)
         return self.model.text_decoder.generate(input_ids=prompt, encoder_hidden_states=image,
-                                                encoder_attention_mask=image_mask, **kw)
+                                                encoder_attention_mask=mask, **kw)
 
-    def _forward(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
-                 attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        image, image_mask = _image_tokens(self.model, pixels)
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _image_tokens(self.model, pixels)[0]                      # (B, 1 + h*w, D), CLS first
+
+    def _projections(self) -> list[nn.Module]:
+        """Each decoder layer's cross-attention key and value: the only readers of the image tokens."""
+        return [m for layer in self.model.text_decoder.bert.encoder.layer
+                for m in (layer.crossattention.self.key, layer.crossattention.self.value)]
+
+    def _decode(self, image: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        image_mask = torch.ones(image.shape[:2], dtype=torch.long, device=image.device)
         out = self.model.text_decoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=image,
                                       encoder_attention_mask=image_mask, use_cache=False,
                                       **({"output_attentions": True} if attentions else {}))
