@@ -2,7 +2,8 @@
 CPU with 2 threads (or CUDA): BLIP-base caption and VQA, ViLT-B/32, GIT-base, ViT-GPT2. Writes
 benchmarks/results/hub.json (or --out NAME).
 
-    python benchmarks/bench_hub.py [--models blip-caption,vilt,...] [--device cpu|cuda] [--threads 2] [--out hub]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_hub.py [--models blip-caption,vilt,...] [--device cpu|cuda]
+        [--threads 2] [--out hub]
 
 Each model is built once per run from its published configuration values (BlipConfig() and friends hold the base
 sizes; BLIP's text decoder has 12 heads as in Salesforce/blip-image-captioning-base/config.json, the class default
@@ -140,13 +141,21 @@ FULL = {"blip-caption", "vilt"}          # every method; the others: the task, a
 
 
 # --- timing ---------------------------------------------------------------------------------------------------
+CPU_SECONDS: list[float] = []          # process CPU seconds of the last `timed` call (per run)
+
+
 def timed(fn, runs: int = 1):
-    """(median seconds, last result) of fn() over `runs` calls."""
-    times, out = [], None
+    """(median wall seconds, last result) of fn() over `runs` calls; the median CPU seconds go to CPU_SECONDS.
+
+    CPU seconds / threads is what the wall time would be on an otherwise idle machine (run with
+    OMP_WAIT_POLICY=PASSIVE so waiting threads do not spin): the machine these numbers come from is shared."""
+    times, cpu, out = [], [], None
     for _ in range(runs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    CPU_SECONDS[:] = [float(np.median(cpu))]
     return float(np.median(times)), out
 
 
@@ -168,8 +177,9 @@ def estimate(model, image, target, evaluations: int, rows: int = 8) -> float:
         fn = ScoreFunction(model, inputs)
         pixels = fn.expand(rows).pixels
         fn(pixels[:1])
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn(pixels)
+        CPU_SECONDS[:] = [(time.process_time() - c) / rows * evaluations]
         return (time.perf_counter() - t) / rows * evaluations
 
 
@@ -181,10 +191,12 @@ def measure(name: str, model, image, rows: list, results: dict, full: bool) -> N
     r: dict = {"model": model.info.name, "patch_grid": list(model.info.patch_grid)}
     results[name] = r
 
-    def note(what: str, seconds: float, extra: str = "") -> None:
-        r[what] = round(seconds, 3)
-        rows.append((f"{name}: {what}", f"{seconds:.2f} s{extra}"))
-        print(f"{name}: {what} {seconds:.2f} s{extra}", flush=True)
+    def note(what: str, seconds: float, extra: str = "", cpu: float | None = None) -> None:
+        cpu = CPU_SECONDS.pop() if cpu is None and CPU_SECONDS else cpu
+        r[what] = {"wall_s": round(seconds, 3), "cpu_s": round(cpu, 3) if cpu is not None else None}
+        idle = f", cpu {cpu:.2f} s" if cpu is not None else ""
+        rows.append((f"{name}: {what}", f"{seconds:.2f} s wall{idle}{extra}"))
+        print(f"{name}: {what} {seconds:.2f} s wall{idle}{extra}", flush=True)
 
     if "caption" in model.info.tasks:
         generate = model._generate      # force TOKENS tokens: random weights may end a caption at any step
@@ -222,7 +234,8 @@ def measure(name: str, model, image, rows: list, results: dict, full: bool) -> N
             note(f"{method} sheet ({len(every)} tokens)", timed(lambda: run_sheet(method))[0])
         else:
             r[f"{method}_sheet_estimated"] = True
-            note(f"{method} sheet ({len(every)} tokens, estimated: n × one token)", one * len(every))
+            note(f"{method} sheet ({len(every)} tokens, estimated: n × one token)", one * len(every),
+                 cpu=r[f"{method} (one token)"]["cpu_s"] * len(every))
 
     explain(model, image, target, "attention", cache=False)      # warm-up of the explanation path
     if "attention" in methods:
@@ -239,13 +252,25 @@ def measure(name: str, model, image, rows: list, results: dict, full: bool) -> N
     from mmdemo.explain.engine import gradients
     import torch
 
-    for steps in ((16, 32) if full else (16,)):
-        s, e = timed(lambda: explain(model, image, target, "ig", cache=False, steps=steps))
+    fusion = getattr(model, "fusion_input", lambda: None)()
+
+    def ig_total(steps: int) -> float:
+        """IG as the `ig` method computes it, summed over every token it attributes (CLS included)."""
+        if fusion is None:
+            return float(np.sum(explain(model, image, target, "ig", cache=False, steps=steps).raw))
+        from mmdemo.explain._fusion import integrated_gradients
+
+        with gradients(model):
+            inputs = model.prepare([image], [target])
+            return float(integrated_gradients(fusion, inputs, steps=steps, baseline="median",
+                                              grid=model.info.patch_grid).sum())
+
+    for steps in ((8, 16, 32) if full else (16,)):
+        s, total = timed(lambda: ig_total(steps))
         with gradients(model), torch.no_grad():
             inputs = model.prepare([image], [target])
             fn = ScoreFunction(model, inputs)
             gap = float(fn(inputs.pixels) - fn(image_baseline(inputs.pixels, "median")))
-        total = float(np.sum(e.raw))
         err = abs(total - gap) / max(abs(gap), 1e-12)
         r[f"ig{steps}_completeness_error"] = round(err, 4)
         note(f"ig-{steps} (one {'token' if len(every) > 1 else 'answer'})", s, f"  (completeness error {err:.1%})")

@@ -16,7 +16,8 @@ from mmdemo.explain._forward import image_baseline
 from mmdemo.models.base import Target
 from test_hub import BUILDERS
 
-FUSED = ["blip-caption"]                # families with a fusion input
+CAPTIONERS = ["blip-caption", "vit-gpt2", "vit-bert"]
+FUSED = CAPTIONERS + ["blip-vqa"]       # families with a fusion input
 TOL = 1e-5
 
 
@@ -30,7 +31,8 @@ def models(tmp_path_factory):
         out = {}
         for name in FUSED + ["vilt"]:
             BUILDERS[name](root / name)
-            out[name] = mmdemo.load(str(root / name), device="cpu")
+            folder = root / name / "model" if name == "vit-bert" else root / name
+            out[name] = mmdemo.load(str(folder), device="cpu")
         for name in FUSED:
             make_image_matter(name, out[name])
         yield out
@@ -41,7 +43,7 @@ def make_image_matter(name: str, model) -> None:
     the image encoder and in the projections that read it."""
     g = torch.Generator().manual_seed(0)
     encoder = {"blip-caption": lambda m: m.vision_model, "vit-gpt2": lambda m: m.encoder,
-               "blip-vqa": lambda m: m.vision_model}
+               "vit-bert": lambda m: m.encoder, "blip-vqa": lambda m: m.vision_model}
     modules = [encoder[name](model.model), *model.fusion_input().projections()]
     with torch.no_grad():
         for module in modules:
@@ -59,7 +61,8 @@ def image():
 def target(model, kind="token"):
     if "vqa" in model.info.tasks:
         return Target("answer", "red", question="what color is the cat?")
-    return Target("token", "a red cat on a dog", token=2) if kind == "token" else Target("caption", "a red cat")
+    text = "a red cat on a dog" if "gpt2" not in model.info.name else "a cat on a dog"   # one letter a token
+    return Target("token", text, token=2) if kind == "token" else Target("caption", text)
 
 
 @pytest.mark.parametrize("name", FUSED)
@@ -81,7 +84,7 @@ def test_score_from_cached_tokens_equals_score_from_pixels(models, image, name, 
         assert torch.allclose(value, direct, atol=TOL), (value, direct)
 
 
-@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("name", CAPTIONERS)
 def test_cached_attention_equals_attention_from_pixels(models, image, name):
     model = models[name]
     inputs = model.prepare([image], [target(model, "caption")])
@@ -182,3 +185,32 @@ def test_fusion_is_refused_where_a_model_has_none(models, image):
     with pytest.raises(InputError, match="regions must be"):
         explain(models["blip-caption"], image, target(models["blip-caption"]), "occlusion", regions=(9, 9),
                 cache=False)
+
+
+def test_sheet_of_attention_equals_each_token_explained_alone(models, image):
+    from mmdemo.explain import explain_tokens
+
+    model = models["blip-caption"]
+    caption = "a red cat on a dog"
+    seen = []
+    sheet = explain_tokens(model, image, caption, "attention", cache=False,
+                           on_token=lambda i, n, e: seen.append((i, n)))
+    n = len(model.prepare([image], [Target("caption", caption)]).text_tokens[0])
+    assert len(sheet) == n and seen == [(i, n) for i in range(n)]
+    for i, e in enumerate(sheet):
+        alone = explain(model, image, Target("token", caption, token=i), "attention", cache=False)
+        assert e.target == alone.target
+        assert np.allclose(e.raw, alone.raw, atol=TOL)
+
+
+def test_sheet_stops_when_asked_and_fills_the_cache(models, image):
+    from mmdemo.explain import CACHE, cache_key, explain_tokens
+
+    model = models["blip-caption"]
+    caption = "a red cat"
+    part = explain_tokens(model, image, caption, "occlusion", regions=(2, 2), on_token=lambda i, n, e: i < 1)
+    assert len(part) == 2
+    key = cache_key(model, image, Target("token", caption, token=1), "occlusion", sign="positive", regions=(2, 2))
+    assert CACHE.get(key) is part[1]
+    with pytest.raises(InputError, match="empty"):
+        explain_tokens(model, image, "  ", "attention")

@@ -16,7 +16,7 @@ from typing import Any
 _PUBLIC = {
     "METHODS": "._registry", "available_methods": "._registry", "method_for": "._registry",
     "MapMethod": "._method", "CACHE": ".engine", "cache_key": ".engine", "explain": ".engine", "model_lock": ".engine",
-    "Explanation": ".explanation",
+    "Explanation": ".explanation", "explain_tokens": ".sheet",
     "modality_share": ".modality", "evaluate_explanations": ".evaluate",
     **{name: ".faithfulness" for name in ("chance", "coverage", "deletion_insertion", "faithfulness_table", "mass_inside",
                                           "pointing_game", "random_map", "randomization_check", "randomized_copy")},
