@@ -214,3 +214,24 @@ def test_sheet_stops_when_asked_and_fills_the_cache(models, image):
     assert CACHE.get(key) is part[1]
     with pytest.raises(InputError, match="empty"):
         explain_tokens(model, image, "  ", "attention")
+
+
+def test_sheet_and_fusion_options_through_the_cli(models, image, tmp_path, capsys, monkeypatch):
+    import json
+
+    from mmdemo.cli import main
+
+    model = models["blip-caption"]
+    monkeypatch.setattr("mmdemo.cli.explain.load_model", lambda args: model)
+    path = tmp_path / "photo.png"
+    image.save(path)
+    code = main(["explain", str(path), "--target", "a red cat", "--all-tokens", "--method", "occlusion",
+                 "--option", "regions=2x2", "--out", str(tmp_path / "sheet.png"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and [t["token"] for t in out["tokens"]] == [0, 1, 2]
+    assert all((tmp_path / f"sheet_{i}.png").is_file() for i in range(3))
+    alone = explain(model, image, Target("token", "a red cat", token=1), "occlusion", regions=(2, 2))
+    assert np.allclose(out["tokens"][1]["map"], np.round(alone.grid, 4), atol=1e-4)
+    code = main(["explain", str(path), "--token", "1", "--all-tokens", "--out", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--all-tokens" in err

@@ -43,6 +43,12 @@ def _pair(regions) -> tuple[int, int] | None:
     """None, n or (rows, cols) -> None or (rows, cols)."""
     if regions is None:
         return None
+    if isinstance(regions, str):                       # "6x6" or "6" (the CLI's --option regions=6x6)
+        try:
+            regions = tuple(int(v) for v in regions.lower().replace("×", "x").split("x"))
+        except ValueError:
+            raise InputError(f"regions must be a positive whole number or ROWSxCOLS, not {regions!r}") from None
+        regions = regions * 2 if len(regions) == 1 else regions
     r = (regions, regions) if isinstance(regions, int) else tuple(regions)
     if len(r) != 2 or not all(isinstance(v, int) and v > 0 for v in r):
         raise InputError(f"regions must be a positive whole number or (rows, cols), not {regions!r}")
