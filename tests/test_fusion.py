@@ -16,7 +16,7 @@ from mmdemo.explain._forward import image_baseline
 from mmdemo.models.base import Target
 from test_hub import BUILDERS
 
-CAPTIONERS = ["blip-caption", "vit-gpt2", "vit-bert"]
+CAPTIONERS = ["blip-caption", "vit-gpt2", "vit-bert", "git"]
 FUSED = CAPTIONERS + ["blip-vqa"]       # families with a fusion input
 TOL = 1e-5
 
@@ -43,7 +43,8 @@ def make_image_matter(name: str, model) -> None:
     the image encoder and in the projections that read it."""
     g = torch.Generator().manual_seed(0)
     encoder = {"blip-caption": lambda m: m.vision_model, "vit-gpt2": lambda m: m.encoder,
-               "vit-bert": lambda m: m.encoder, "blip-vqa": lambda m: m.vision_model}
+               "vit-bert": lambda m: m.encoder, "blip-vqa": lambda m: m.vision_model,
+               "git": lambda m: m.git.image_encoder}
     modules = [encoder[name](model.model), *model.fusion_input().projections()]
     with torch.no_grad():
         for module in modules:
@@ -77,7 +78,7 @@ def test_score_from_cached_tokens_equals_score_from_pixels(models, image, name, 
         again = fusion.encoded(inputs.pixels)
         cached = fusion.score(inputs, tokens)
         trimmed = fusion.score(inputs, tokens, trim=True)
-        projected = fusion.score(inputs, projected=fusion.project(tokens), trim=True)
+        projected = fusion.score(inputs, tokens, projected=fusion.project(tokens), trim=True)
     assert again.data_ptr() != tokens.data_ptr() or torch.equal(again, tokens)
     assert torch.equal(again, tokens)
     for value in (cached, trimmed, projected):

@@ -78,12 +78,12 @@ class FusionInput:
               projected: Sequence[torch.Tensor] | None = None, trim: bool = False) -> torch.Tensor:
         """(n,) score from tokens (n, N, D), or from the projections' outputs `projected` (one (n, N, E) tensor per
         module of `projections()`), which are then used as they are and the tokens are not read."""
-        if projected is None:
-            if tokens is None:
-                raise ValueError("score needs tokens or projected")
-            return self.score_tokens(inputs, tokens, trim=trim)
         mods = self.projections()
-        if len(projected) != len(mods) or not mods:
+        if projected is None or not mods:
+            if tokens is None:
+                raise ValueError("score needs tokens, or projected (for a fusion input with projections)")
+            return self.score_tokens(inputs, tokens, trim=trim)
+        if len(projected) != len(mods):
             raise ValueError(f"{len(projected)} projected tensors for {len(mods)} projections")
         n, N = projected[0].shape[:2]
         placeholder = projected[0].new_zeros(1, 1, 1).expand(n, N, self.width)   # never read: projections replaced
