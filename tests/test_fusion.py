@@ -236,3 +236,15 @@ def test_sheet_and_fusion_options_through_the_cli(models, image, tmp_path, capsy
     code = main(["explain", str(path), "--token", "1", "--all-tokens", "--out", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--all-tokens" in err
+
+
+def test_an_image_encoded_in_inference_mode_serves_gradients_later(models, image):
+    """caption() fills the cache under torch.inference_mode; IG then differentiates through the cached tokens."""
+    model = models["blip-caption"]
+    fusion = model.fusion_input()
+    fusion.clear()
+    inputs = model.prepare([image], [target(model)])
+    with torch.inference_mode():
+        fusion.encoded(inputs.pixels)
+    attr = _fusion.integrated_gradients(fusion, inputs, steps=2, baseline="median", grid=model.info.patch_grid)
+    assert torch.isfinite(attr).all()

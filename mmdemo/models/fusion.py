@@ -15,6 +15,7 @@ the tokens themselves are mixed.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -33,6 +34,7 @@ class FusionInput:
 
     def __init__(self) -> None:
         self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
 
     # --- what a family implements ---------------------------------------------------------------------------
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -58,21 +60,25 @@ class FusionInput:
     def encoded(self, pixels: torch.Tensor) -> torch.Tensor:
         """`encode` without gradients, each image row looked up by its content first (the image cache)."""
         keys = [_content_key(row) for row in pixels]
-        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        with self._lock:
+            found = {k: self._cache[k] for k in keys if k in self._cache}
+        missing = [i for i, k in enumerate(keys) if k not in found]
         if missing:
-            fresh = self.encode(pixels[missing])
+            with torch.inference_mode(False):         # plain tensors, usable later with autograd
+                fresh = self.encode(pixels[missing].clone())
             for i, row in zip(missing, fresh):
-                self._cache[keys[i]] = row.detach()
-                while len(self._cache) > CACHED_IMAGES:
-                    self._cache.popitem(last=False)
-        rows = []
-        for k in keys:
-            self._cache.move_to_end(k)
-            rows.append(self._cache[k])
-        return torch.stack(rows)
+                found[keys[i]] = row.detach()
+        with self._lock:
+            for k in keys:
+                self._cache[k] = found[k]
+                self._cache.move_to_end(k)
+            while len(self._cache) > CACHED_IMAGES:
+                self._cache.popitem(last=False)
+        return torch.stack([found[k] for k in keys])
 
     def clear(self) -> None:
-        self._cache.clear()
+        with self._lock:
+            self._cache.clear()
 
     def score(self, inputs: "ExplainInputs", tokens: torch.Tensor | None = None, *,
               projected: Sequence[torch.Tensor] | None = None, trim: bool = False) -> torch.Tensor:
