@@ -248,3 +248,26 @@ def test_an_image_encoded_in_inference_mode_serves_gradients_later(models, image
         fusion.encoded(inputs.pixels)
     attr = _fusion.integrated_gradients(fusion, inputs, steps=2, baseline="median", grid=model.info.patch_grid)
     assert torch.isfinite(attr).all()
+
+
+@pytest.mark.parametrize("name", ["blip-caption", "blip-vqa"])
+def test_modality_share_at_the_fusion_input_adds_up(models, image, name):
+    """Shapley values of regions and words (image at the fusion input) add up to f(all) − f(none)."""
+    from mmdemo.explain import modality_share
+    from mmdemo.explain._forward import TextGate
+
+    model = models[name]
+    t = target(model, "caption")
+    share = modality_share(model, image, t, samples=2, regions=(2, 2), cache=False)
+    assert share["image_share"] + share["text_share"] == pytest.approx(1.0)
+    total = sum(map(sum, share["image"])) + sum(v for _, v in share["text"])
+    inputs = model.prepare([image], [t])
+    fusion = model.fusion_input()
+    with torch.no_grad():
+        x, b = fusion.encoded(inputs.pixels), fusion.encoded(image_baseline(inputs.pixels, "median"))
+        region = _fusion.region_index(model.info.patch_grid, (2, 2), x.shape[1], "cpu")
+        gate = TextGate(model, inputs)
+        with gate.applied(gate.baseline()):
+            none = fusion.score(inputs, torch.where((region >= 0)[None, :, None], b, x))
+        gap = float(fusion.score(inputs, x) - none)
+    assert total == pytest.approx(gap, abs=1e-4)
