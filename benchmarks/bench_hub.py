@@ -112,14 +112,23 @@ def save_git(folder: Path) -> None:
     CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(folder)
 
 
+def byte_alphabet() -> list[str]:
+    """GPT-2's 256 byte-level symbols (printable bytes as themselves, the others shifted past 255)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    out, extra = {b: chr(b) for b in keep}, 0
+    for b in range(256):
+        if b not in out:
+            out[b] = chr(256 + extra)
+            extra += 1
+    return [out[b] for b in range(256)]
+
+
 def save_vit_gpt2(folder: Path) -> None:
     """nlpconnect/vit-gpt2-image-captioning's sizes: ViT-B/16 at 224 px, GPT-2 (12 layers) with cross-attention."""
     import torch
     from transformers import (GPT2Config, GPT2Tokenizer, ViTConfig, ViTImageProcessor, VisionEncoderDecoderConfig,
                               VisionEncoderDecoderModel)
-    from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-
-    chars = list(bytes_to_unicode().values())
+    chars = byte_alphabet()
     vocab = {c: i for i, c in enumerate(chars)} | {f"w{i}": i for i in range(len(chars), 50256)}
     vocab["<|endoftext|>"] = 50256
     tmp = folder / "_vocab"
@@ -140,7 +149,8 @@ def save_vit_gpt2(folder: Path) -> None:
 
 BUILDERS = {"blip-caption": save_blip_caption, "blip-vqa": save_blip_vqa, "vilt": save_vilt, "git": save_git,
             "vit-gpt2": save_vit_gpt2}
-FULL = {"blip-caption", "vilt"}          # every method; the others: the task, attention, relevance, IG-16
+FULL = {"blip-caption", "vilt"}
+MEASURE_SHEETS = False                   # --measure-sheets: run per-token sheets (relevance) rather than n × one          # every method; the others: the task, attention, relevance, IG-16
 
 
 # --- timing ---------------------------------------------------------------------------------------------------
@@ -240,8 +250,9 @@ def measure(name: str, model, image, rows: list, results: dict, full: bool) -> N
         return [explain(model, image, t, method, cache=False, **options) for t in every]
 
     def sheet_of(method: str, one: float) -> None:
-        """The whole caption's sheet: measured where there is a sheet call, else n × one token (estimated)."""
-        if sheet is not None:
+        """The whole caption's sheet: measured where there is a sheet call that reads every token off one pass
+        (or with --measure-sheets), else n × one token (estimated)."""
+        if sheet is not None and (method == "attention" or MEASURE_SHEETS):
             note(f"{method} sheet ({len(every)} tokens)", timed(lambda: run_sheet(method))[0])
         else:
             r[f"{method}_sheet_estimated"] = True
@@ -335,7 +346,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="hub")
     ap.add_argument("--note", default="", help="a remark kept with the results (e.g. the machine's load)")
+    ap.add_argument("--measure-sheets", action="store_true", help="time per-token sheets instead of n × one token")
     args = ap.parse_args()
+    global MEASURE_SHEETS
+    MEASURE_SHEETS = args.measure_sheets
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)      # random weights must not time denormal arithmetic (trained ones rarely hit it)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -355,9 +369,10 @@ def main() -> None:
             measure(name, model, image, rows, results, full=name in FULL)
             results[name]["build_s"] = round(built, 1)
             del model
-    path = write(args.out, {"note": args.note, "threads": args.threads, "device": args.device,
-                            "loadavg_at_start": load, "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
-                            "matmul_gflops": round(gflops, 1), "results": results})
+            path = write(args.out, {"note": args.note, "threads": args.threads, "device": args.device,
+                                    "loadavg_at_start": load,
+                                    "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
+                                    "matmul_gflops": round(gflops, 1), "results": results})   # after each model
     table(rows)
     print(f"wrote {path}")
 
