@@ -60,7 +60,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         payload["token"] = target.token
     if target.contrast is not None:
         payload["contrast"] = target.contrast
-    if args.method == "modality":
+    if args.method == "modality" and not args.all_tokens:
         from .. import viz
         from ..explain import modality_share
 
@@ -73,6 +73,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .. import viz
     from ..explain import explain
 
+    if args.all_tokens:
+        return _sheet(args, model, image, target, out, options, payload, started)
     e = explain(model, image, target, args.method, **options)
     viz.overlay(image, e.upsampled).save(out)
     h, w = e.grid.shape
@@ -82,6 +84,27 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         payload["text"] = [{"token": t, "score": round(s, 6)} for t, s in e.text]
     what = f"{target.text!r}" + (f" rather than {target.contrast!r}" if target.contrast else "")
     emit(payload, args.json, f"{args.method} map of {what} ({e.seconds:.2f} s); wrote {out}")
+    return 0
+
+
+def _sheet(args, model, image, target, out: Path, options: dict, payload: dict, started: float) -> int:
+    """--all-tokens: one map per caption token (OUT_0.png, OUT_1.png, …), token by token."""
+    from .. import viz
+    from ..explain import explain_tokens
+
+    if target.kind != "caption" or args.method == "modality":
+        raise InputError("--all-tokens explains every token of a caption with a map method; it cannot go with "
+                         "--question, --token or --method modality")
+    tokens = []
+    for e in explain_tokens(model, image, target.text, args.method, **options):
+        path = out.with_name(f"{out.stem}_{e.target.token}{out.suffix}")
+        viz.overlay(image, e.upsampled).save(path)
+        tokens.append({"token": e.target.token, "map": [[round(float(v), 4) for v in row] for row in e.grid],
+                       "out": str(path)})
+    payload |= {"grid": list(model.info.patch_grid), "tokens": tokens,
+                "seconds": round(time.perf_counter() - started, 4)}
+    emit(payload, args.json, f"{args.method} maps of {len(tokens)} tokens of {target.text!r} "
+                             f"({payload['seconds']:.2f} s); wrote {out.stem}_0{out.suffix} …")
     return 0
 
 
@@ -153,6 +176,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--token", type=int, default=None, help="explain only this caption token (0-based)")
     p.add_argument("--contrast", default=None, metavar="WORD",
                    help="explain log p(target) - log p(WORD): why this token (--token) or answer and not WORD")
+    p.add_argument("--all-tokens", action="store_true",
+                   help="one map per caption token, written to OUT_0.png, OUT_1.png, … (a sheet)")
     p.add_argument("--method", default="attention",
                    help="attention, rollout, relevance, ig, ig-pixels, saliency, inputxgrad, gradcam, occlusion, "
                         "shapley, text-ig, or modality (image vs text share)")

@@ -31,6 +31,11 @@ class MapMethod:
     def attribute(self, inputs: ExplainInputs, **options) -> torch.Tensor:
         raise NotImplementedError
 
+    def attribute_rows(self, inputs: ExplainInputs, **options) -> torch.Tensor | None:
+        """(B, T, h, w): the map of every caption token at once, for methods that read it off one pass (attention);
+        None: each token takes its own `attribute` call."""
+        return None
+
     def to_grid(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, P) patch values in raster order -> (B, h, w)."""
         return tokens.float().reshape(tokens.shape[0], *self.grid)

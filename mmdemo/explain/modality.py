@@ -43,15 +43,21 @@ def _share(model: VLModel, image: Image.Image, target: Target, *, samples: int, 
         G, Fn = h * w, gate.n_features
         word = (G + torch.arange(max(Fn, 1), device=pixels.device))[None]              # (1, F) in [G, G+F)
         per_eval = max(1, max_rows(fn) // fn.batch)
+        fusion = model.fusion_input()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            phi_pixels, phi_words = ShapleyValueSampling(fn).attribute(
-                (pixels, gate.ones()), baselines=(image_baseline(pixels, baseline, model.info.patch_grid),
-                                                  gate.baseline()),
-                feature_mask=(region, word), n_samples=int(samples), perturbations_per_eval=per_eval)
-    # every element of a region carries the region's value: read one per region
-    phi_image = torch.zeros(G, device=pixels.device).scatter_reduce(
-        0, region.flatten(), phi_pixels[0, 0].flatten().float(), reduce="mean", include_self=False)
+            if fusion is not None:      # regions of the encoded image's tokens: the image encoder runs once
+                phi_regions, phi_words = _fused_shapley(fusion, inputs, gate, (h, w), samples=samples,
+                                                        baseline=baseline, grid=model.info.patch_grid)
+                phi_image = phi_regions[0]
+            else:
+                phi_pixels, phi_words = ShapleyValueSampling(fn).attribute(
+                    (pixels, gate.ones()), baselines=(image_baseline(pixels, baseline, model.info.patch_grid),
+                                                      gate.baseline()),
+                    feature_mask=(region, word), n_samples=int(samples), perturbations_per_eval=per_eval)
+                # every element of a region carries the region's value: read one per region
+                phi_image = torch.zeros(G, device=pixels.device).scatter_reduce(
+                    0, region.flatten(), phi_pixels[0, 0].flatten().float(), reduce="mean", include_self=False)
     phi_text = phi_words[0, :Fn].float() if Fn else torch.zeros(0)
     a, b = float(phi_image.abs().sum()), float(phi_text.abs().sum())
     share = a / (a + b) if a + b > 0 else 0.5
@@ -59,3 +65,28 @@ def _share(model: VLModel, image: Image.Image, target: Target, *, samples: int, 
             "image": phi_image.reshape(h, w).cpu().tolist(),
             "text": [(tok, float(v)) for (_, tok), v in zip(word_features(inputs)[0], phi_text.cpu().tolist())],
             "seconds": time.perf_counter() - started}
+
+
+def _fused_shapley(fusion, inputs, gate, regions: tuple[int, int], *, samples: int, baseline: str | float,
+                   grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, G) Shapley values of the image regions at the fusion input (absent: the baseline image's tokens) and
+    (B, F) of the words (absent: a zero embedding), sampled jointly."""
+    from ._fusion import Ends, region_index
+
+    ends = Ends(fusion, inputs, baseline, grid)
+    B, N = ends.x.shape[:2]
+    region = region_index(grid, regions, N, ends.x.device)                       # (N,), -1: CLS
+    G = int(region.max()) + 1
+    cls = (region < 0)[None]
+
+    def f(image_gate: torch.Tensor, word_gate: torch.Tensor) -> torch.Tensor:  # (n, G), (n, F), n = k·B
+        k = image_gate.shape[0] // B
+        per_token = torch.where(cls, 1.0, image_gate[:, region.clamp_min(0)])    # (n, N)
+        with gate.applied(word_gate):
+            return ends.score(ends.mix(per_token.reshape(k, B, N)), trim=False)
+
+    ones = torch.ones(B, G, device=ends.x.device)
+    phi_image, phi_words = ShapleyValueSampling(f).attribute(
+        (ones, gate.ones()), baselines=(torch.zeros_like(ones), gate.baseline()), n_samples=int(samples),
+        perturbations_per_eval=max(1, ends.rows_per_pass() // B))
+    return phi_image.float(), phi_words

@@ -36,3 +36,13 @@ class AttentionMap(MapMethod):
         att = pick(pick(att, layer, 0, "layer"), head, 2, "head")[0, :, 0]     # (B, T, P)
         w = row_weights(inputs, att.shape[1]).to(att.device)                   # (B, T)
         return self.to_grid(torch.einsum("bt,btp->bp", w, att))
+
+    def attribute_rows(self, inputs: ExplainInputs, *, layer: int | None = None,
+                       head: int | None = None) -> torch.Tensor | None:
+        """(B, T, h, w): row j is token j's map (the rows of one teacher-forced pass); None for answers."""
+        if inputs.targets[0].kind == "answer":
+            return None
+        with torch.no_grad():
+            att = self.model.attention(inputs).float()                         # (L, B, heads, T, P)
+        att = pick(pick(att, layer, 0, "layer"), head, 2, "head")[0, :, 0]     # (B, T, P)
+        return att.reshape(*att.shape[:2], *self.grid)

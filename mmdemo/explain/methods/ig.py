@@ -1,10 +1,12 @@
-"""`ig`: Integrated Gradients on the patch embedding (Captum LayerIntegratedGradients), all steps in one batch."""
+"""`ig`: Integrated Gradients at the fusion input (the image tokens as the text side reads them, encoded once; see
+`_fusion`) where the model has one, else on the patch embedding (Captum LayerIntegratedGradients)."""
 from __future__ import annotations
 
 import torch
 from captum.attr import LayerIntegratedGradients
 
 from ...models.base import ExplainInputs
+from .. import _fusion
 from .._forward import ScoreFunction, image_baseline, max_rows
 from .._method import MapMethod
 from .._registry import register
@@ -13,12 +15,22 @@ from .._registry import register
 @register
 class IntegratedGradientsMap(MapMethod):
     name = "ig"
-    summary = "Integrated Gradients on the patch embedding, from the embedding of a baseline image"
+    summary = ("Integrated Gradients from a baseline image, at the image tokens the text reads (or the patch "
+               "embedding)")
 
     def attribute(self, inputs: ExplainInputs, *, steps: int = 32, baseline: str | float = "median",
-                  internal_batch_size: int | None = None, method: str = "gausslegendre") -> torch.Tensor:
-        """(B, h, w): per patch, the sum over its embedding of IG attributions; they add up to
-        score(image) - score(baseline) (completeness), up to the integral's approximation error."""
+                  internal_batch_size: int | None = None, method: str = "gausslegendre",
+                  at: str | None = None) -> torch.Tensor:
+        """(B, h, w): per patch, the sum over its token of IG attributions; with the other tokens' (CLS) they add up
+        to score(image) - score(baseline) (completeness), up to the integral's approximation error.
+
+        `at`: "fusion" (the encoded image tokens the text side reads; the default where the model has them) or
+        "patches" (the patch embedding, before the image encoder)."""
+        fusion = _fusion.fusion_of(self.model, at, "patches")
+        if fusion is not None:
+            attr = _fusion.integrated_gradients(fusion, inputs, steps=steps, baseline=baseline, grid=self.grid,
+                                                method=method)                   # (B, N)
+            return self.to_grid(attr[:, -fusion.n_patches:])
         fn = ScoreFunction(self.model, inputs)
         rows = max_rows(fn, internal_batch_size)
         lig = LayerIntegratedGradients(fn, self.model.image_embedding)

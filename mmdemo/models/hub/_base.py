@@ -16,6 +16,7 @@ from torch import nn
 from ...errors import InputError, WeightsMissingError
 from ..base import Answer, Caption, Decoding, ExplainInputs, ModelInfo, Target, VLModel
 from ..devices import choose_device, choose_dtype
+from ..fusion import FusionInput
 from ._catalogue import Family
 
 MAX_BATCH = 32                          # images per forward pass; longer lists are split
@@ -269,7 +270,34 @@ class Captioner(HubModel):
 
     def _forward(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
                  attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher-forced logits (B, S, V) and optionally attention (L, B, heads, S, h*w), from pixels."""
+        return self._decode(self._encode(pixels), ids, mask, attentions)
+
+    # families that read a separate image encoder's output implement these three (see `fusion_input`)
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) the image tokens the text side reads (the last h*w of them the patch grid)."""
         raise NotImplementedError
+
+    def _decode(self, tokens: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`_forward` from the image tokens of `_encode`."""
+        raise NotImplementedError
+
+    def _projections(self) -> list[nn.Module]:
+        """The modules through which alone the text side reads the image tokens (cross-attention keys, values)."""
+        return []
+
+    def fusion_input(self) -> "CaptionFusion | None":
+        if type(self)._encode is Captioner._encode:
+            return None
+        if "_fusion" not in self.__dict__:
+            self._fusion = CaptionFusion(self)
+        return self._fusion
+
+    def _image_tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The encoded image, from the image cache when the family has a fusion input."""
+        fusion = self.fusion_input()
+        return fusion.encoded(pixels) if fusion is not None else self._encode(pixels)
 
     @staticmethod
     def _decoding(d: Decoding) -> dict[str, Any]:
@@ -359,8 +387,7 @@ class Captioner(HubModel):
         extra = inputs.tiled(pixels.shape[0]).extra
         ids, mask, weight = extra["input_ids"], extra["attention_mask"], extra["weight"]
         logits, _ = self._forward(pixels.to(self.dtype), ids, mask)      # (B, S, V)
-        lp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T)
-        return (lp * weight).sum(-1)
+        return teacher_forced(logits, ids, weight)
 
     @torch.no_grad()
     def attention(self, inputs: ExplainInputs) -> torch.Tensor:
@@ -369,5 +396,39 @@ class Captioner(HubModel):
         Rows are renormalised over the patch columns (the image CLS token, and for GIT the text keys, are dropped).
         """
         ids, mask = inputs.extra["input_ids"], inputs.extra["attention_mask"]
-        _, attn = self._forward(inputs.pixels, ids, mask, attentions=True)  # (L, B, heads, S, h*w)
+        if self.fusion_input() is not None:                              # the image encoded once (cached)
+            _, attn = self._decode(self._image_tokens(inputs.pixels), ids, mask, attentions=True)
+        else:
+            _, attn = self._forward(inputs.pixels, ids, mask, attentions=True)  # (L, B, heads, S, h*w)
         return renormalise(attn[:, :, :, :-1]).cpu()
+
+
+def teacher_forced(logits: torch.Tensor, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(B,) Σ weight · log p(ids[:, j + 1] | ids[:, :j + 1]) from logits (B, S, V) aligned with ids (B, S)."""
+    lp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, S-1)
+    return (lp * weight).sum(-1)
+
+
+class CaptionFusion(FusionInput):
+    """A captioner's fusion input: its `_encode` output, scored by `_decode` with teacher forcing."""
+
+    def __init__(self, model: Captioner):
+        super().__init__()
+        self.model = model
+        self.n_patches = model.grid[0] * model.grid[1]
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model._encode(pixels.to(self.model.dtype))
+
+    def projections(self) -> list[nn.Module]:
+        return self.model._projections()
+
+    def score_tokens(self, inputs: ExplainInputs, tokens: torch.Tensor, *, trim: bool = False) -> torch.Tensor:
+        extra = inputs.tiled(tokens.shape[0]).extra
+        ids, mask, weight = extra["input_ids"], extra["attention_mask"], extra["weight"]
+        if trim:                        # causal: what follows the last scored token changes no score
+            cols = weight.abs().sum(0).nonzero()
+            keep = int(cols.max()) + 1 if len(cols) else 1
+            ids, mask, weight = ids[:, :keep + 1], mask[:, :keep + 1], weight[:, :keep]
+        logits, _ = self.model._decode(tokens.to(self.model.dtype), ids, mask)
+        return teacher_forced(logits, ids, weight)

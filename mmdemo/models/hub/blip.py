@@ -16,6 +16,7 @@ from torch import nn
 
 from ...errors import InputError
 from ..base import Answer, ExplainInputs, Target
+from ..fusion import FusionInput
 from ._base import Captioner, HubModel, renormalise, step_logprobs
 from ._probe import HubProbe
 from ._catalogue import BLIP_CAPTION, BLIP_VQA
@@ -80,13 +81,22 @@ class BlipCaptioner(Captioner):
         return self.model.text_decoder.get_input_embeddings()
 
     def _generate(self, pixels: torch.Tensor, prompt: torch.Tensor, **kw: Any) -> Any:
-        image, image_mask = _image_tokens(self.model, pixels)
+        image = self._image_tokens(pixels)                               # (B, 1 + h*w, D), cached per image
+        mask = torch.ones(image.shape[:2], dtype=torch.long, device=image.device)
         return self.model.text_decoder.generate(input_ids=prompt, encoder_hidden_states=image,
-                                                encoder_attention_mask=image_mask, **kw)
+                                                encoder_attention_mask=mask, **kw)
 
-    def _forward(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
-                 attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        image, image_mask = _image_tokens(self.model, pixels)
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _image_tokens(self.model, pixels)[0]                      # (B, 1 + h*w, D), CLS first
+
+    def _projections(self) -> list[nn.Module]:
+        """Each decoder layer's cross-attention key and value: the only readers of the image tokens."""
+        return [m for layer in self.model.text_decoder.bert.encoder.layer
+                for m in (layer.crossattention.self.key, layer.crossattention.self.value)]
+
+    def _decode(self, image: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        image_mask = torch.ones(image.shape[:2], dtype=torch.long, device=image.device)
         out = self.model.text_decoder(input_ids=ids, attention_mask=mask, encoder_hidden_states=image,
                                       encoder_attention_mask=image_mask, use_cache=False,
                                       **({"output_attentions": True} if attentions else {}))
@@ -130,12 +140,22 @@ class BlipAnswerer(HubModel):
     def _encode(self, pixels: torch.Tensor, q_ids: torch.Tensor, q_mask: torch.Tensor,
                 attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, Tq, D) question tokens fused with the image, and optionally (L, B, heads, Tq, h*w) cross-attention."""
-        image, image_mask = _image_tokens(self.model, pixels)
+        return self._fuse(_image_tokens(self.model, pixels)[0], q_ids, q_mask, attentions)
+
+    def _fuse(self, image: torch.Tensor, q_ids: torch.Tensor, q_mask: torch.Tensor,
+              attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`_encode` from the image tokens (B, 1 + h*w, D)."""
+        image_mask = torch.ones(image.shape[:2], dtype=torch.long, device=image.device)
         out = self.model.text_encoder(input_ids=q_ids, attention_mask=q_mask, encoder_hidden_states=image,
                                       encoder_attention_mask=image_mask,
                                       **({"output_attentions": True} if attentions else {}))
         attn = _patch_columns(out.cross_attentions, self.grid[0] * self.grid[1]) if attentions else None
         return out.last_hidden_state, attn
+
+    def fusion_input(self) -> "AnswerFusion":
+        if "_fusion" not in self.__dict__:
+            self._fusion = AnswerFusion(self)
+        return self._fusion
 
     @torch.inference_mode()
     def answer(self, images: Sequence[Image.Image], questions: Sequence[str], top_k: int = 5) -> list[Answer]:
@@ -146,7 +166,8 @@ class BlipAnswerer(HubModel):
         for lo in range(0, len(images), self.max_batch):
             chunk, qs = images[lo:lo + self.max_batch], questions[lo:lo + self.max_batch]
             q = self._questions(qs, self.max_question)
-            fused, _ = self._encode(self._pixels(chunk), q["input_ids"], q["attention_mask"])
+            image = self.fusion_input().encoded(self._pixels(chunk))             # cached per image
+            fused, _ = self._fuse(image, q["input_ids"], q["attention_mask"])
             prompt = torch.full((len(chunk), 1), self.start_id, dtype=torch.long, device=self.device)
             out = self.model.text_decoder.generate(
                 input_ids=prompt, encoder_hidden_states=fused, encoder_attention_mask=q["attention_mask"],
@@ -194,8 +215,12 @@ class BlipAnswerer(HubModel):
     def score(self, inputs: ExplainInputs, *, pixels: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) log-probability of each answer (its tokens and the end token), differentiable w.r.t. pixels."""
         pixels = inputs.pixels if pixels is None else pixels
-        x = inputs.tiled(pixels.shape[0]).extra
-        fused, _ = self._encode(pixels.to(self.dtype), x["question_ids"], x["question_mask"])
+        return self._score_image(inputs, _image_tokens(self.model, pixels.to(self.dtype))[0])
+
+    def _score_image(self, inputs: ExplainInputs, image: torch.Tensor) -> torch.Tensor:
+        """`score` from the image tokens (n, 1 + h*w, D)."""
+        x = inputs.tiled(image.shape[0]).extra
+        fused, _ = self._fuse(image, x["question_ids"], x["question_mask"])
         out = self.model.text_decoder(input_ids=x["answer_ids"], attention_mask=x["answer_mask"],
                                       encoder_hidden_states=fused, encoder_attention_mask=x["question_mask"],
                                       use_cache=False)
@@ -208,5 +233,25 @@ class BlipAnswerer(HubModel):
         """(L, B, heads, Tq, h*w) float32 on CPU: question tokens → patches in the question encoder's
         cross-attention, renormalised over the patch columns (the image CLS column is dropped)."""
         x = inputs.extra
-        _, attn = self._encode(inputs.pixels, x["question_ids"], x["question_mask"], attentions=True)
+        image = self.fusion_input().encoded(inputs.pixels)                       # cached per image
+        _, attn = self._fuse(image, x["question_ids"], x["question_mask"], attentions=True)
         return renormalise(attn).cpu()
+
+
+class AnswerFusion(FusionInput):
+    """BLIP VQA's fusion input: the ViT tokens the question encoder cross-attends to."""
+
+    def __init__(self, model: BlipAnswerer):
+        super().__init__()
+        self.model = model
+        self.n_patches = model.grid[0] * model.grid[1]
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _image_tokens(self.model.model, pixels.to(self.model.dtype))[0]
+
+    def projections(self) -> list[nn.Module]:
+        return [m for layer in self.model.model.text_encoder.encoder.layer
+                for m in (layer.crossattention.self.key, layer.crossattention.self.value)]
+
+    def score_tokens(self, inputs: ExplainInputs, tokens: torch.Tensor, *, trim: bool = False) -> torch.Tensor:
+        return self.model._score_image(inputs, tokens.to(self.model.dtype))

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
 
 from ._base import Captioner
 from ._probe import HubProbe
@@ -72,13 +73,35 @@ class EncoderDecoderCaptioner(Captioner):
         return self.model.decoder.get_input_embeddings()
 
     def _generate(self, pixels: torch.Tensor, prompt: torch.Tensor, **kw: Any) -> Any:
-        return self.model.generate(pixel_values=pixels, decoder_input_ids=prompt,
+        encoded = BaseModelOutput(last_hidden_state=self._image_tokens(pixels))     # cached per image
+        return self.model.generate(encoder_outputs=encoded, decoder_input_ids=prompt,
                                    decoder_attention_mask=torch.ones_like(prompt), **kw)
+
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder(pixel_values=pixels).last_hidden_state            # (B, 1 + h*w, D), CLS first
+
+    def _projections(self) -> list[nn.Module]:
+        """The encoder-to-decoder projection if there is one, else every cross-attention's key and value maps
+        (GPT-2: c_attn, keys and values together; BERT: key, value): the only readers of the image tokens."""
+        if getattr(self.model, "enc_to_dec_proj", None) is not None:
+            return [self.model.enc_to_dec_proj]
+        return [m for name, m in self.model.decoder.named_modules()
+                if ".crossattention." in f".{name}" and name.rsplit(".", 1)[-1] in ("key", "value", "c_attn")]
 
     def _forward(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
                  attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """From pixels in one call of the whole model (the attention probe reads its encoder attentions too)."""
         out = self.model(pixel_values=pixels, decoder_input_ids=ids, decoder_attention_mask=mask, use_cache=False,
                          output_attentions=attentions, return_dict=True)
+        return self._logits_and_cross(out, attentions)
+
+    def _decode(self, tokens: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self.model(encoder_outputs=(tokens,), decoder_input_ids=ids, decoder_attention_mask=mask,
+                         use_cache=False, output_attentions=attentions, return_dict=True)
+        return self._logits_and_cross(out, attentions)
+
+    def _logits_and_cross(self, out: Any, attentions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not attentions:
             return out.logits, None
         P = self.grid[0] * self.grid[1]

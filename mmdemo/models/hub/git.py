@@ -2,6 +2,7 @@
 to each other, text tokens attend to all image tokens and causally to earlier text."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -66,8 +67,24 @@ class GitCaptioner(Captioner):
     def _generate(self, pixels: torch.Tensor, prompt: torch.Tensor, **kw: Any) -> Any:
         return self.model.generate(pixel_values=pixels, input_ids=prompt, attention_mask=torch.ones_like(prompt), **kw)
 
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 1 + h*w, D) CLIP's tokens, before the visual projection (a layer norm: not linear) joins them to
+        the text: GIT's fusion input has no projections to mix, the tokens themselves are mixed."""
+        return self.model.git.image_encoder(pixel_values=pixels).last_hidden_state
+
+    def _decode(self, tokens: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        encoder = self.model.git.image_encoder
+        encoder.forward = lambda *a, **k: SimpleNamespace(last_hidden_state=tokens)   # the tokens given
+        try:
+            placeholder = tokens.new_zeros(tokens.shape[0], 1, 1, 1)                    # read for its rank only
+            return self._forward(placeholder, ids, mask, attentions)
+        finally:
+            del encoder.forward
+
     def _forward(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
                  attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """From pixels in one call of GitModel (the attention probe reads CLIP's attentions too)."""
         out = self.model.git(input_ids=ids, attention_mask=mask, pixel_values=pixels, use_cache=False,
                              **({"output_attentions": True} if attentions else {}))
         S = ids.shape[1]
