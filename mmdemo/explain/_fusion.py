@@ -63,8 +63,14 @@ class Ends:
         return [(b[None] + w.to(b.dtype) * (x - b)[None]).reshape(k * self.B, *b.shape[1:]) for b, x in pairs]
 
     def score(self, mixed: list[torch.Tensor], trim: bool = True) -> torch.Tensor:
+        """(rows,) the target's score with these image tokens; for a contrastive target, minus the contrast's."""
         rows = mixed[0].shape[0]
-        inputs = self.inputs.tiled(rows)
+        value = self._score(self.inputs.tiled(rows), mixed, trim)
+        if self.inputs.contrast is not None:
+            value = value - self._score(self.inputs.contrast.tiled(rows), mixed, trim)
+        return value
+
+    def _score(self, inputs: ExplainInputs, mixed: list[torch.Tensor], trim: bool) -> torch.Tensor:
         if self.linear:
             return self.fusion.score(inputs, projected=mixed, trim=trim)
         return self.fusion.score(inputs, mixed[0], trim=trim)
