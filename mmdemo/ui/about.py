@@ -67,8 +67,8 @@ for 96 % of colour and 98 % of shape words (30 held-out scenes). The plain atten
 only the last layer points at the object (layers 0 and 1 hit it for a third to a half of the words); within that
 layer the heads divide the work, two reading colour (they point at the object for every colour word and for
 1–17 % of shape words) and one reading shape (96 % of shape words, 100 % of size words, 6 % of colour words).
-A map of log p(word) alone also carries what the word owes to grammar and to the words before it; contrasting it with the runner-up word keeps only the
-evidence that tells the two apart, which lies on the object
+A map of log p(word) alone also carries what the word owes to grammar and to the words before it; contrasting
+it with the runner-up word keeps only the evidence that tells the two apart, which lies on the object
 (`python benchmarks/bench_caption_word_heads.py --model shapes-cross`)."""
 
 FAITHFULNESS = ["method", "pointing game", "deletion AUC", "random deletion AUC", "insertion AUC",
