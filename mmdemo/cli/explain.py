@@ -114,6 +114,8 @@ def _cmd_eval_explain(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in ",".join(args.methods or []).split(",") if m.strip()] or None
     if args.n < 1:
         raise InputError(f"--n must be at least 1, not {args.n}")
+    if args.di_steps < 1:
+        raise InputError(f"--di-steps must be at least 1, not {args.di_steps}")
     if args.save and not Path(args.save).parent.is_dir():
         raise InputError(f"cannot write {args.save}: folder {Path(args.save).parent} does not exist")
     if args.target == "caption-words":
@@ -144,7 +146,7 @@ def _eval_caption_words(args: argparse.Namespace, methods: list[str] | None) -> 
             raise InputError(f"eval-explain --option takes METHOD.KEY=VALUE (e.g. ig.steps=16), got {key!r}")
         options.setdefault(method.replace("_", "-"), {})[name] = value
     report = evaluate_caption_words(model, methods, n=args.n, seed=args.seed, batch=args.batch, variants=variants,
-                                    progress=not args.json, options=options)
+                                    progress=not args.json, options=options, di_steps=args.di_steps)
     if args.save:
         Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
     if args.json:
@@ -195,6 +197,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="caption-words: also score contrastive maps (the word vs the most probable other word of "
                         "its kind)")
     p.add_argument("--save", default=None, metavar="FILE", help="also write the JSON report to FILE")
+    p.add_argument("--di-steps", type=int, default=16, help="caption-words: points on each deletion/insertion curve")
     p.add_argument("--option", action="append", metavar="METHOD.KEY=VALUE",
                    help="caption-words: a method option, e.g. ig.steps=16 (repeatable)")
     p.add_argument("--methods", nargs="*", default=None,

@@ -18,7 +18,8 @@ _PUBLIC = {
     "MapMethod": "._method", "CACHE": ".engine", "cache_key": ".engine", "explain": ".engine", "model_lock": ".engine",
     "Explanation": ".explanation", "own_target": ".targets", "explain_tokens": ".sheet",
     "modality_share": ".modality", "evaluate_explanations": ".evaluate",
-    "evaluate_caption_words": ".caption_words", "format_caption_words": ".caption_words",
+    "evaluate_caption_words": ".caption_words",
+    "format_caption_words": ".caption_words",
     **{name: ".faithfulness" for name in ("chance", "coverage", "deletion_insertion", "faithfulness_table", "mass_inside",
                                           "pointing_game", "random_map", "randomization_check", "randomized_copy")},
 }

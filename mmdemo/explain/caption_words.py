@@ -208,8 +208,10 @@ def best_map(report: dict) -> dict | None:
             c, s = r["pointing_game"]["colour"], r["pointing_game"]["shape"]
             if c is None or s is None:
                 continue
-            if best is None or (min(c, s), c + s) > (min(best["colour"], best["shape"]), best["colour"] + best["shape"]):
-                best = {"method": m, "variant": variant, "colour": c, "shape": s}
+            rank = lambda b: (min(b["colour"], b["shape"]), b["colour"] + b["shape"])  # noqa: E731
+            here = {"method": m, "variant": variant, "colour": c, "shape": s}
+            if best is None or rank(here) > rank(best):
+                best = here
     return best
 
 
@@ -220,7 +222,8 @@ def _mean(a: np.ndarray) -> float | None:
 def format_caption_words(report: dict) -> str:
     """The report as text tables: pointing per method × word kind × variant, then per number of objects."""
     kinds = list(KINDS)
-    lines = [f"{report['model']}: {report['words']} attribute words ({', '.join(f'{v} {k}' for k, v in report['words_by_kind'].items())}) "
+    counted = ", ".join(f"{v} {k}" for k, v in report["words_by_kind"].items())
+    lines = [f"{report['model']}: {report['words']} attribute words ({counted}) "
              f"in {report['captions_correct']:.0%} correct captions of {report['scenes']} held-out scenes; "
              f"pointing chance " + ", ".join(f"{k} {report['pointing_chance'][k]:.1%}" for k in kinds
                                              if report['pointing_chance'][k] is not None),

@@ -81,7 +81,8 @@ def build(shared: Shared) -> None:
         if target.contrast is not None:
             about["contrast"] = target.contrast
         payload = explanation_json(exp, model, about)
-        payload["measured"] = (trust.measured(model, method, _word(caption_text, target.token), target.contrast is not None)
+        word = _word(caption_text, target.token)
+        payload["measured"] = (trust.measured(model, method, word, target.contrast is not None)
                                if target.kind == "token" else None)
         return overlay(image, exp.upsampled, cmap, opacity), payload
 
