@@ -64,6 +64,11 @@ def tiny_model(name: str = "shapes-cross", fusion: str = "cross", seed: int = 0,
     return ShapesModel(net, name=name)
 
 
+def tiny(fusion: str, seed: int = 0):
+    """A tiny shapes model of this fusion at the training init's scale for explanations (`tiny_model(scaled=True)`)."""
+    return tiny_model(f"tiny-{fusion}", fusion, seed, scaled=True)
+
+
 def tiny_models() -> dict:
     """Tiny random early, cross and late models under the registered names (for the app without weights)."""
     return {f"shapes-{f}": tiny_model(f"shapes-{f}", f, seed=i) for i, f in enumerate(("early", "cross", "late"))}

@@ -11,7 +11,7 @@ import torch
 from mmdemo.models.base import Caption, Decoding
 from mmdemo.world.render import render
 from mmdemo.world.scene import sample_scene
-from test_explain import tiny
+from helpers import tiny
 
 torch.set_num_threads(1)
 
@@ -142,7 +142,7 @@ def test_measured_rates_come_from_the_card(tmp_path, monkeypatch):
 def test_service_hands_back_runner_ups_and_explains_contrasts(tmp_path):
     from mmdemo.models.base import Target
     from mmdemo.service import Service
-    from test_service import example, tiny_models
+    from helpers import example, tiny_models
 
     service = Service(preloaded=tiny_models(), store_url=f"sqlite:///{tmp_path / 'c.db'}")
     try:

@@ -10,7 +10,9 @@ from mmdemo.errors import InputError
 from mmdemo.explain import explain, method_for
 from mmdemo.explain._forward import ScoreFunction, image_baseline, prepare
 from mmdemo.models.base import Target
-from test_explain import QUESTION, tiny
+from helpers import tiny
+
+QUESTION = "what color is the circle?"
 
 torch.set_num_threads(1)
 CAPTION = "a large red circle to the left of a small blue star"
@@ -110,7 +112,7 @@ HUB = ("git", "blip-caption", "vilt", "vit-gpt2")
 @pytest.fixture(scope="module")
 def hub_models(tmp_path_factory):
     import mmdemo
-    from test_hub import BUILDERS
+    from tiny_hub import BUILDERS
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")

@@ -8,13 +8,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import require_weights, tiny_model
+from helpers import require_weights, tiny
 from mmdemo.errors import InputError
 from mmdemo.explain import (CACHE, METHODS, available_methods, deletion_insertion, explain, mass_inside,
                             method_for, modality_share, pointing_game, randomization_check)
 from mmdemo.explain._forward import ScoreFunction, image_baseline
 from mmdemo.models.base import ExplainInputs, ModelInfo, Target, VLModel
-from mmdemo.models.shapes.model import ShapesModel
 from mmdemo.world.render import render
 from mmdemo.world.scene import sample_scene
 
@@ -135,10 +134,6 @@ def test_toy_deletion_beats_random(toy_image):
 
 
 # --- tiny ShapesNets ----------------------------------------------------------------------------------------------
-def tiny(fusion: str, seed: int = 0) -> ShapesModel:
-    return tiny_model(f"tiny-{fusion}", fusion, seed, scaled=True)
-
-
 @pytest.fixture(scope="module")
 def scene_image():
     scene = sample_scene(np.random.default_rng(3), 96, 80, n_objects=2)

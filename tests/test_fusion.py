@@ -14,7 +14,7 @@ from mmdemo.explain import explain, method_for
 from mmdemo.explain import _fusion
 from mmdemo.explain._forward import image_baseline
 from mmdemo.models.base import Target
-from test_hub import BUILDERS
+from tiny_hub import BUILDERS
 
 CAPTIONERS = ["blip-caption", "vit-gpt2", "vit-bert", "git"]
 FUSED = CAPTIONERS + ["blip-vqa"]       # families with a fusion input
