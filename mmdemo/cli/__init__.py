@@ -15,7 +15,7 @@ from ._common import emit
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS = ("mmdemo.cli.models", "mmdemo.cli.explain", "mmdemo.cli.store", "mmdemo.cli.campaign",
-            "mmdemo.cli.space")   # modules with add_commands(sub)
+            "mmdemo.cli.space", "mmdemo.cli.finetune")   # modules with add_commands(sub)
 
 
 class _Parser(argparse.ArgumentParser):

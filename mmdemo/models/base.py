@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from ..errors import InputError
@@ -139,6 +140,8 @@ class Target:
     text: str                           # the answer, or the caption (teacher-forced)
     question: str | None = None         # for kind == "answer"
     token: int | None = None            # for kind == "token": index into the caption's tokens
+    end: bool = False                   # kind == "caption": also score the end-of-text token (fine-tuning learns
+                                        # where a caption stops; explanations leave it out)
 
     def __post_init__(self) -> None:
         if self.kind not in ("answer", "caption", "token"):
@@ -170,6 +173,21 @@ class VLModel(ABC):
     def attention_probe(self) -> "AttentionProbe | None":
         """Records every attention matrix of one scored pass (see `mmdemo.models.probes`); None: no probe."""
         return None
+
+    # --- fine-tuning (mmdemo.train.finetune): a family that can learn from corrections overrides these three ---
+    def trainable_parameters(self) -> "list[tuple[str, torch.nn.Parameter]]":
+        """(name, parameter) pairs a fine-tuning run updates, gradients switched on; [] (the default): the model
+        cannot be trained here. The loss is `-score(prepare(images, targets))`, so `score` must be differentiable
+        w.r.t. these parameters."""
+        return []
+
+    def train_mode(self, on: bool = True) -> None:
+        """Training behaviour (dropout) on, or back to evaluation (and gradients off the parameters again)."""
+
+    def save(self, folder: "str | Path", training: dict[str, Any]) -> None:
+        """Write the model to `folder` so that `mmdemo.load(str(folder))` opens it; `training` (JSON-ready) is
+        kept with the weights."""
+        raise InputError(f"{self.info.name!r} cannot be saved as a model folder")
 
     @property
     def vision_layer(self) -> "torch.nn.Module":
