@@ -137,7 +137,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=positive, default=16, help="corrections per step")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--eval-share", type=_share, default=0.2, help="share of the images held out for evaluation")
-    p.add_argument("--replay", type=float, default=0.5,
+    p.add_argument("--replay", type=float, default=1.0,
                    help="shapes-world models: original scenes per correction in each batch")
     p.add_argument("--original-scenes", type=int, default=200,
                    help="shapes-world models: held-out world scenes measured before and after (0: none)")

@@ -18,6 +18,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -69,7 +70,8 @@ class FinetuneSettings:
     warmup: int = 20
     weight_decay: float = 0.01
     eval_share: float = 0.2             # share of the images kept for evaluation (seeded)
-    replay: float = 0.5                 # shapes-world models: original scenes per correction in each batch
+    replay: float = 1.0                 # shapes-world models: original scenes (caption and a question) per
+                                        # correction in each batch
     original_scenes: int = 200          # shapes-world models: held-out world scenes measured before and after
     seed: int = 0
     checkpoint_every: int = 100         # steps between checkpoints (a rerun into the same folder resumes)
@@ -139,8 +141,9 @@ def split(examples: Sequence[Example], share: float, seed: int) -> tuple[list[Ex
     return [e for e in examples if e.group not in held], [e for e in examples if e.group in held]
 
 
-def world_examples(n: int, *, questions: bool, seed: int = REPLAY_SEED) -> list[Example]:
-    """n scenes of the original shapes world with their true captions (and one question each, for models that
+@lru_cache(maxsize=2)
+def world_examples(n: int, *, questions: bool, seed: int = REPLAY_SEED) -> list[tuple[Example, ...]]:
+    """n scenes of the original shapes world, each as its true caption (and one question about it, for models that
     answer), drawn from seeds no evaluation uses."""
     from ..world.language import caption, sample_question
     from ..world.views import random_view
@@ -149,10 +152,11 @@ def world_examples(n: int, *, questions: bool, seed: int = REPLAY_SEED) -> list[
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         scene, image = random_view(rng)
-        out.append(Example(image, caption(scene), group=f"world-{i}"))
+        scene_examples = [Example(image, caption(scene), group=f"world-{i}")]
         if questions:
             q = sample_question(scene, rng)
-            out.append(Example(image, q.answer, q.text, group=f"world-{i}"))
+            scene_examples.append(Example(image, q.answer, q.text, group=f"world-{i}"))
+        out.append(tuple(scene_examples))
     return out
 
 
@@ -277,7 +281,7 @@ def finetune(model_name: str, data: Corrections, out: str | Path, settings: Fine
     while step < s.steps:
         set_lr(opt, cosine_lr(step, lr=s.lr, warmup=warmup, steps=s.steps))
         batch = [train[i] for i in rng.integers(0, len(train), s.batch)]
-        batch += [replay[i] for i in rng.integers(0, len(replay), n_replay)] if n_replay else []
+        batch += [e for i in rng.integers(0, len(replay), n_replay) for e in replay[i]] if n_replay else []
         value = loss(model, batch)
         clip_and_step(opt, value)
         losses.append(float(value.detach()))

@@ -180,7 +180,12 @@ class ShapesModel(VLModel):
         return named
 
     def train_mode(self, on: bool = True) -> None:
+        """Training mode, with the stem's batch-norm statistics frozen: a fine-tuning batch of new-looking images
+        would otherwise move them, and every image the model knew would be normalised wrongly."""
         self.net.train(on)
+        for m in self.net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
     def save(self, folder, training: dict[str, Any]) -> None:
         weights.save(self.net, Path(folder), training)
