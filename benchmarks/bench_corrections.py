@@ -152,7 +152,10 @@ def table(done: dict) -> str:
              f"{pct(b['original']['caption_exact'])} %, mention F1 {pct(b['original']['mention_f1'])} % "
              f"(in-domain target: shifted F1 ≥ {pct(b['original']['mention_f1'] - 0.10)} %).", "",
              "| order | corrections | shifted exact | shifted mention F1 | original exact | original mention F1 | "
-             "original VQA | seconds |", "|---|---|---|---|---|---|---|---|"]
+             "original VQA | seconds |", "|---|---|---|---|---|---|---|---|",
+             f"| (before) | 0 | {pct(b['shifted']['exact'])} % | {pct(b['shifted']['mention_f1'])} % | "
+             f"{pct(b['original']['caption_exact'])} % | {pct(b['original']['mention_f1'])} % | "
+             f"{pct(b['original']['vqa_accuracy'])} % | |"]
     for key, r in done["runs"].items():
         lines.append(f"| {r['order']} | {r['corrections']} | {pct(r['shifted']['exact'])} % | "
                      f"{pct(r['shifted']['mention_f1'])} % | {pct(r['original']['caption_exact'])} % | "
@@ -172,6 +175,7 @@ def plot(done: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, where, title in ((axes[0], "shifted", f"held-out {done['settings']['style']} scenes"),
@@ -186,6 +190,7 @@ def plot(done: dict, path: Path) -> Path:
         ax.axhline(100 * base, color="grey", linestyle=":", label="before fine-tuning")
         ax.set_xscale("log")
         ax.set_xticks(done["settings"]["counts"], [str(k) for k in done["settings"]["counts"]])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("corrections")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -221,6 +226,7 @@ def main() -> int:
     p.add_argument("--work", default=None, help="store, models and results (default runs/corrections[-quick])")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared CPU)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--report", action="store_true", help="redraw the table, plot and README from the results only")
     args = p.parse_args()
     if args.quick:
         args.pool, args.held_out, args.counts, args.steps, args.original_scenes = 12, 6, [2, 4], 3, 6
@@ -229,11 +235,14 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    done = run(args)
-    text = table(done)
     out = Path(args.work) if args.quick else RESULTS
+    if args.report:
+        done = json.loads((out / "corrections.json").read_text())
+    else:
+        done = run(args)
+        done |= {"machine": machine(), "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    text = table(done)
     out.mkdir(parents=True, exist_ok=True)
-    done |= {"machine": machine(), "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     (out / "corrections.json").write_text(json.dumps(done, indent=2))
     (out / "corrections.md").write_text(text + "\n")
     plot(done, out / "corrections.png")

@@ -274,3 +274,60 @@ def test_eval_captions_cli_runs_a_model_on_the_store(shapes_folder, tmp_path):
     assert report["model"] == str(shapes_folder) and report["n"] == 2 and report["mention_f1"] is not None
     assert "nope" in one_line_error(run("eval-captions", "--model", str(shapes_folder), "--from-store",
                                         "--campaign", "nope", data=tmp_path))
+
+
+# --- the app's service: a background run, admins only, the new model offered -------------------------------------
+@pytest.mark.slow
+def test_service_fine_tunes_a_campaign_in_the_background(shapes_folder, tmp_path, monkeypatch):
+    import time
+
+    from mmdemo.access import AccessError
+    from mmdemo.service import Service
+
+    monkeypatch.setenv("MMDEMO_DATA_DIR", str(tmp_path))
+    service = Service(store_url=f"sqlite:///{tmp_path / 'corrections.db'}")
+    store = service.store()
+    store.create_campaign("c", model=str(shapes_folder))
+    store.add_tasks("c", [{"image": noise_image(i), "model_output": "o"} for i in range(3)])
+    for i in range(3):
+        store.submit_task(store.next_task("c", "ana").id, "a small red circle", "ana")
+    assert service.finetune_status() == {}
+    monkeypatch.setenv("MMDEMO_OAUTH", "1")
+    monkeypatch.setenv("MMDEMO_ADMINS", "boss")
+    with pytest.raises(AccessError):
+        service.start_finetune("c", user="eve", steps=2)
+    job = service.start_finetune("c", user="boss", steps=3, original_scenes=2)
+    assert job["state"] == "running" and job["steps"] == 3
+    for _ in range(600):
+        job = service.finetune_status(job["id"])
+        if job["state"] != "running":
+            break
+        time.sleep(0.2)
+    assert job["state"] == "done", job["error"]
+    assert job["report"]["n_train"] + job["report"]["n_eval"] == 3
+    assert job["out"] in [c.name for c in service.models("caption")]
+    assert service.model(job["out"]).info.revision
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_to_the_same_weights(shapes_folder, tmp_path):
+    from mmdemo.models.shapes.weights import revision
+    from mmdemo.train.finetune import CHECKPOINT, FinetuneSettings, corrections_from_store, finetune
+
+    store = store_at(tmp_path)
+    for i in range(3):
+        store.add(noise_image(i), "x", "a small red circle", model="m")
+    data = corrections_from_store(store)
+    store.close()
+    s = FinetuneSettings(steps=4, batch=2, eval_share=0, replay=0.5, original_scenes=0, checkpoint_every=2)
+    finetune(str(shapes_folder), data, tmp_path / "straight", s, progress=False)
+
+    def stop_at_3(stage, step, steps):
+        if stage == "training" and step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(str(shapes_folder), data, tmp_path / "resumed", s, progress=False, on_step=stop_at_3)
+    assert [p.name for p in (tmp_path / "resumed").iterdir()] == [CHECKPOINT]
+    finetune(str(shapes_folder), data, tmp_path / "resumed", s, progress=False)
+    assert revision(tmp_path / "resumed") == revision(tmp_path / "straight")

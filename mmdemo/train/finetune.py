@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -231,9 +231,11 @@ def _prepare_out(out: Path) -> None:
 
 
 def finetune(model_name: str, data: Corrections, out: str | Path, settings: FinetuneSettings | None = None, *,
-             device: str | None = None, progress: bool = True, command: str = "") -> dict:
+             device: str | None = None, progress: bool = True, command: str = "",
+             on_step: Callable[[str, int, int], None] | None = None) -> dict:
     """Fine-tune `model_name` on `data`; write the new model folder `out` with its card; return the report
-    {"model", "out", "n_train", "n_eval", "steps", "seconds", "before", "after"}."""
+    {"model", "out", "n_train", "n_eval", "steps", "seconds", "before", "after"}. `on_step(stage, step, steps)` hears
+    of the progress (stages: "measuring", "training", "saving")."""
     from tqdm import tqdm
 
     from ..models.registry import load
@@ -259,6 +261,8 @@ def finetune(model_name: str, data: Corrections, out: str | Path, settings: Fine
     n_replay = round(s.batch * s.replay) if world else 0
     replay = world_examples(max(64, min(2000, n_replay * s.steps // 4)), questions="vqa" in model.info.tasks) \
         if n_replay else []
+    tell = on_step or (lambda stage, step, steps: None)
+    tell("measuring", 0, s.steps)
     before = measure(model, held, train, original_scenes=s.original_scenes)
 
     rng = np.random.default_rng(s.seed)
@@ -287,6 +291,7 @@ def finetune(model_name: str, data: Corrections, out: str | Path, settings: Fine
         losses.append(float(value.detach()))
         step += 1
         bar.update(1)
+        tell("training", step, s.steps)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
         if s.checkpoint_every and step % s.checkpoint_every == 0 and step < s.steps:
@@ -295,6 +300,7 @@ def finetune(model_name: str, data: Corrections, out: str | Path, settings: Fine
                                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
     bar.close()
     model.train_mode(False)
+    tell("saving", step, s.steps)
     first, last = data.dates()
     training = {"finetune": {
         "base_model": model_name, "base_revision": model.info.revision, "campaign": data.campaign,
