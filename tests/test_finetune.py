@@ -331,3 +331,48 @@ def test_an_interrupted_run_resumes_to_the_same_weights(shapes_folder, tmp_path)
     assert [p.name for p in (tmp_path / "resumed").iterdir()] == [CHECKPOINT]
     finetune(str(shapes_folder), data, tmp_path / "resumed", s, progress=False)
     assert revision(tmp_path / "resumed") == revision(tmp_path / "straight")
+
+
+def test_the_shipped_outline_model_reads_outlines_better_than_shapes_cross():
+    import mmdemo
+    from mmdemo.config import ASSETS
+    from mmdemo.train.caption_metrics import caption_metrics
+    from mmdemo.world.language import caption
+    from mmdemo.world.styles import styled_view
+
+    folder = ASSETS / "models" / "shapes-cross-outline"
+    if not (folder / "model.safetensors").is_file() or not (ASSETS / "models" / "shapes-cross" /
+                                                             "model.safetensors").is_file():
+        pytest.skip("the shipped shapes models are not here")
+    items = [styled_view(np.random.default_rng([21, i]), "outline") for i in range(12)]   # the study's held-out seeds
+    truth = [caption(scene) for scene, _ in items]
+    f1 = {name: caption_metrics([c.text for c in mmdemo.load(name).caption([im for _, im in items])], truth,
+                                mentions=True)["mention_f1"] for name in ("shapes-cross", str(folder))}
+    assert f1[str(folder)] > f1["shapes-cross"] + 0.3
+
+
+@pytest.mark.slow
+def test_vqa_corrections_train_the_answer_head_and_unknown_answers_are_left_out(shapes_folder, tmp_path):
+    from mmdemo.models.base import Target
+    from mmdemo.models.registry import load
+    from mmdemo.train.finetune import FinetuneSettings, corrections_from_store, finetune
+
+    store = store_at(tmp_path)
+    image = noise_image(3)
+    store.add(image, "no", "yes", model="m", task="vqa", question="is there a red circle?")
+    store.add(image, "no", "banana", model="m", task="vqa", question="what is it?")      # not an answer it knows
+    store.add(image, "x", "a small red circle", model="m")
+    data = corrections_from_store(store)
+    store.close()
+    assert sorted((e.question or "", e.text) for e in data.examples) == [
+        ("", "a small red circle"), ("is there a red circle?", "yes"), ("what is it?", "banana")]
+    target = Target("answer", "yes", question="is there a red circle?")
+    before = float(load(str(shapes_folder)).score(load(str(shapes_folder)).prepare([image], [target])).detach())
+    report = finetune(str(shapes_folder), data, tmp_path / "out", FinetuneSettings(
+        steps=30, batch=2, lr=3e-3, eval_share=0, replay=0, original_scenes=0), progress=False)
+    assert report["n_train"] == 2
+    saved = json.loads((tmp_path / "out" / "finetune.json").read_text())["finetune"]
+    assert saved["skipped"] == {"not scorable by this model": 1}
+    tuned = load(str(tmp_path / "out"))
+    assert float(tuned.score(tuned.prepare([image], [target])).detach()) > before
+    assert tuned.answer([image], ["is there a red circle?"])[0].answer == "yes"
