@@ -172,7 +172,8 @@ def test_finetune_cli_learns_a_corrected_caption(kind, steps, lr, shapes_folder,
     store.close()
     out = tmp_path / "tuned"
     res = run("finetune", "--model", model, "--from-store", "--out", str(out), "--steps", str(steps), "--lr",
-              str(lr), "--batch", "4", "--replay", "0", "--original-scenes", "0", "--seed", "1", "--json", data=tmp_path)
+              str(lr), "--batch", "4", "--replay", "0", "--original-scenes", "0", "--seed", "1", "--json",
+              data=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(res.stdout)
     assert set(report) == KEYS
@@ -209,7 +210,8 @@ def test_finetune_holds_out_images_and_measures_the_original_world(shapes_folder
         assert m["n"] == 2 and 0 <= m["exact"] <= 1 and 0 <= m["mention_f1"] <= 1 and m["cider_d"] >= 0
         assert set(m["original"]) == {"scenes", "caption_exact", "mention_f1", "vqa_accuracy"}
     saved = json.loads((tmp_path / "out" / "finetune.json").read_text())
-    assert saved["finetune"]["corrections"] == 5 and saved["finetune"]["replay_per_step"] == 2   # replay 1.0: a world scene per correction
+    # replay 1.0 (the default): one world scene per correction
+    assert saved["finetune"]["corrections"] == 5 and saved["finetune"]["replay_per_step"] == 2
     assert not (tmp_path / "out" / "finetune-checkpoint.pt").exists()
     card = (tmp_path / "out" / "README.md").read_text()
     assert "original shapes world" in card and "5 corrections" in card

@@ -144,7 +144,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_finetune)
 
-    p = sub.add_parser("eval-captions", help="caption metrics (exact, mention F1, BLEU-4, chrF, CIDEr-D, edit distance)")
+    p = sub.add_parser("eval-captions",
+                       help="caption metrics (exact, mention F1, BLEU-4, chrF, CIDEr-D, edit distance)")
     add_model_args(p)
     p.add_argument("--from-store", action="store_true", help="score against the store's caption corrections")
     p.add_argument("--input", default=None,

@@ -349,7 +349,8 @@ def card(report: dict, meta: dict, revision: str) -> str:
     lines += ["", "## Recipe", "",
               f"Loss: −log p(corrected text | image), teacher-forced (`-model.score(model.prepare(...))`). "
               f"{st['steps']} AdamW steps of {st['batch']} corrections"
-              + (f" plus {meta['replay_per_step']} original shapes-world scenes (replay: a caption and a question each)" if meta["replay_per_step"] else "")
+              + (f" plus {meta['replay_per_step']} original shapes-world scenes (replay: a caption and a question each)"
+                 if meta["replay_per_step"] else "")
               + f", lr {st['lr']:g} (warm-up {st['warmup']}, cosine), weight decay {st['weight_decay']:g}, seed "
               f"{st['seed']}; {report['seconds']:.0f} s in all.",
               *(["", f"Command: `{meta['command']}`"] if meta["command"] else []),
