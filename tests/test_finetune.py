@@ -378,3 +378,17 @@ def test_vqa_corrections_train_the_answer_head_and_unknown_answers_are_left_out(
     tuned = load(str(tmp_path / "out"))
     assert float(tuned.score(tuned.prepare([image], [target])).detach()) > before
     assert tuned.answer([image], ["is there a red circle?"])[0].answer == "yes"
+
+
+def test_eval_captions_cli_captions_the_images_of_a_csv(shapes_folder, tmp_path):
+    for i in range(2):
+        noise_image(i).save(tmp_path / f"im{i}.png")
+    (tmp_path / "refs.csv").write_text("image,caption\nim0.png,a small red circle\nim1.png,a large blue star\n")
+    res = run("eval-captions", "--model", str(shapes_folder), "--input", str(tmp_path / "refs.csv"), "--json",
+              data=tmp_path)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["model"] == str(shapes_folder) and report["n"] == 2 and report["mention_f1"] is not None
+    (tmp_path / "missing.csv").write_text("image,caption\nnope.png,a small red circle\n")
+    one_line_error(run("eval-captions", "--model", str(shapes_folder), "--input", str(tmp_path / "missing.csv"),
+                       data=tmp_path))
