@@ -13,7 +13,7 @@ from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 ENDPOINTS = {"/next_task", "/submit_task", "/skip_task", "/previous_task", "/review_task", "/review_queue",
-             "/campaign_status"}
+             "/campaign_status", "/start_finetune", "/finetune_status"}
 STATUS_KEYS = {"name", "images", "tasks_done", "images_done", "leased", "pending", "agreement", "annotators"}
 
 

@@ -14,7 +14,7 @@ from ..errors import MmdemoError
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS = ("mmdemo.cli.models", "mmdemo.cli.explain", "mmdemo.cli.store", "mmdemo.cli.campaign",
-            "mmdemo.cli.batch", "mmdemo.cli.space")   # modules with add_commands(sub)
+            "mmdemo.cli.batch", "mmdemo.cli.space", "mmdemo.cli.finetune")   # modules with add_commands(sub)
 
 
 class _Parser(argparse.ArgumentParser):

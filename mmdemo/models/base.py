@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 from ..errors import InputError
@@ -150,6 +151,8 @@ class Target:
     token: int | None = None            # for kind == "token": index into the caption's tokens
     contrast: str | None = None         # "answer" / "token": explain log p(text) - log p(contrast) instead, the
                                         # contrast taking the target's place (same question, same prefix)
+    end: bool = False                   # kind == "caption": also score the end-of-text token (fine-tuning learns
+                                        # where a caption stops; explanations leave it out)
 
     def __post_init__(self) -> None:
         if self.kind not in ("answer", "caption", "token"):
@@ -192,6 +195,21 @@ class VLModel(ABC):
         """The image tokens as the text side reads them, encoded once per image (see `mmdemo.models.fusion`);
         None: the image enters the text side in no separate form (one stream from the pixels on)."""
         return None
+
+    # --- fine-tuning (mmdemo.train.finetune): a family that can learn from corrections overrides these three ---
+    def trainable_parameters(self) -> "list[tuple[str, torch.nn.Parameter]]":
+        """(name, parameter) pairs a fine-tuning run updates, gradients switched on; [] (the default): the model
+        cannot be trained here. The loss is `-score(prepare(images, targets))`, so `score` must be differentiable
+        w.r.t. these parameters."""
+        return []
+
+    def train_mode(self, on: bool = True) -> None:
+        """Training behaviour (dropout) on, or back to evaluation (and gradients off the parameters again)."""
+
+    def save(self, folder: "str | Path", training: dict[str, Any]) -> None:
+        """Write the model to `folder` so that `mmdemo.load(str(folder))` opens it; `training` (JSON-ready) is
+        kept with the weights."""
+        raise InputError(f"{self.info.name!r} cannot be saved as a model folder")
 
     @property
     def vision_layer(self) -> "torch.nn.Module":

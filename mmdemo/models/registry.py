@@ -95,16 +95,20 @@ def resolve(name: str) -> ModelEntry:
         return _REGISTRY[name]
     if Path(name).is_dir() or "/" in name:
         for resolver in _resolvers:
-            return resolver(name)
+            entry = resolver(name)
+            if entry is not None:
+                return entry
     return get_entry(name)
 
 
-_resolvers: list[Callable[[str], ModelEntry]] = []
+_resolvers: list[Callable[[str], ModelEntry | None]] = []
 
 
-def add_resolver(fn: Callable[[str], ModelEntry]) -> None:
-    """Hub families register how to turn a hub id or folder into an entry."""
-    _resolvers.append(fn)
+def add_resolver(fn: Callable[[str], ModelEntry | None], *, first: bool = False) -> None:
+    """Families register how to turn a hub id or folder into an entry. A resolver returns None for a name it does
+    not recognise and the next one is asked; `first` puts one that recognises only its own folders ahead of
+    catch-all ones (the hub's, which opens any folder)."""
+    _resolvers.insert(0, fn) if first else _resolvers.append(fn)
 
 
 def load(name: str | None = None, *, device: str | None = None):

@@ -60,6 +60,20 @@ class Service:
 
     diff = staticmethod(diff)
 
+    # fine-tuning on a campaign's corrections (service/finetune.py): admins only, one run at a time
+    def start_finetune(self, campaign: str, *, user: str | None = None, **options: Any) -> dict[str, Any]:
+        return self._finetunes().start(campaign, user=user, **options)
+
+    def finetune_status(self, job_id: str | None = None) -> dict[str, Any]:
+        return self._finetunes().status(job_id)
+
+    def _finetunes(self) -> Any:
+        if getattr(self, "finetunes_", None) is None:
+            from .finetune import FinetuneJobs
+
+            self.finetunes_ = FinetuneJobs(self.corrections_.store, self.pool.offer)
+        return self.finetunes_
+
 
 __all__ = ["AnswerResult", "CaptionResult", "Decoding", "MAX_NEW_TOKENS", "MAX_QUESTION_CHARS", "MAX_TOP_K",
            "ModelChoice", "SavedCorrection", "STRATEGIES", "Service", "clean_question"]

@@ -26,6 +26,7 @@ class ModelPool:
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in self._models}
         self._guard = threading.Lock()          # guards _locks (creating a model's lock)
         self._loader = loader
+        self._offered: list[str] = []           # model folders added while running (fine-tuned here)
 
     # --- what is offered --------------------------------------------------------------------------------------
     def models(self, task: str | None = None) -> list[ModelChoice]:
@@ -44,7 +45,7 @@ class ModelPool:
             if entry.remote and not (on_space or entry.name in wanted):
                 continue
             out[entry.name] = _choice(entry)
-        for name in cfg.extra_models:
+        for name in (*cfg.extra_models, *self._offered):
             if name in out:
                 continue
             try:
@@ -55,6 +56,11 @@ class ModelPool:
             if entry.available():
                 out[name] = _choice(entry, name)
         return [c for c in out.values() if task is None or task in c.tasks]
+
+    def offer(self, name: str) -> None:
+        """Offer one more model by folder or hub id (as MMDEMO_MODELS would), e.g. one just fine-tuned here."""
+        if name not in self._offered:
+            self._offered.append(name)
 
     def default_model(self, task: str | None = None) -> str | None:
         """MMDEMO_DEFAULT_MODEL when offered (for the task), else the first offered model, else None."""

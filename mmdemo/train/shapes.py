@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +15,7 @@ from ..models.shapes.tokenizer import vocabulary
 from ..world.vocab import ANSWERS
 from .config import TrainConfig
 from .data import Pool, QuestionSampler, make_pool
+from .loop import adamw, clip_and_step, cosine_lr, save_checkpoint, set_lr
 
 TRAIN_SEED = 1            # views for fine-tuning are seeded (TRAIN_SEED, i); evaluation uses other seeds
 PRETRAIN_SEED = 2         # image–caption pairs for pretraining: other views than fine-tuning's
@@ -77,10 +77,7 @@ LOSS_WEIGHTS = {"vqa": 1.0, "lm": 1.0, "aux": 0.5}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+    return cosine_lr(step, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps)
 
 
 def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool = True) -> Path:
@@ -109,10 +106,7 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
         net.patch_embed.load_imagenet()
     named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]   # a frozen backbone stays out
     named += [(f"itm.{n}", p) for n, p in itm_head.named_parameters()] if pretrain else []
-    decay = [p for n, p in named if p.ndim >= 2 and "pos" not in n]
-    no_decay = [p for n, p in named if not (p.ndim >= 2 and "pos" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    opt = adamw(named, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = QuestionSampler(cfg.seed, tuple(cfg.focus), cfg.focus_share)
     order_rng = np.random.default_rng(cfg.seed + 1)
     masking = torch.Generator().manual_seed(cfg.seed + 2)
@@ -139,8 +133,7 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
         inputs = pool.inputs(idx)
         caps = pool.captions[idx]
         caps = caps[:, : int((caps != 0).sum(1).max())]
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+        set_lr(opt, lr_at(step, cfg))
         if pretrain:
             parts = pretrain_losses(net, itm_head, inputs, caps, masking, mask_prob=cfg.mask_prob)
             loss = parts["mlm"] + parts["itm"]
@@ -148,22 +141,17 @@ def train(cfg: TrainConfig, net_cfg: ShapesConfig | None = None, *, resume: bool
             q_ids, answers = sampler.batch([pool.scenes[i] for i in idx.tolist() for _ in range(cfg.questions)])
             parts = losses(net, inputs, q_ids, answers, caps, pool.patch_labels[idx], parts=tuple(cfg.tasks))
             loss = sum(LOSS_WEIGHTS[k] * v for k, v in parts.items())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for group in opt.param_groups for p in group["params"]], 1.0)
-        opt.step()
+        clip_and_step(opt, loss)
         step += 1
         seen += cfg.batch
         bar.update(1)
         if step % 50 == 0:
             bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            torch.save({"model": net.state_dict(), "itm": itm_head.state_dict() if pretrain else None,
-                        "opt": opt.state_dict(),
-                        "step": step, "sampler_rng": sampler.rng.bit_generator.state,
-                        "order_rng": order_rng.bit_generator.state, "masking": masking.get_state()},
-                       ckpt.with_suffix(".tmp"))
-            ckpt.with_suffix(".tmp").replace(ckpt)
+            save_checkpoint(ckpt, {"model": net.state_dict(), "itm": itm_head.state_dict() if pretrain else None,
+                                   "opt": opt.state_dict(),
+                                   "step": step, "sampler_rng": sampler.rng.bit_generator.state,
+                                   "order_rng": order_rng.bit_generator.state, "masking": masking.get_state()})
         if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and not pretrain:
             net.eval()
             report = evaluate_net(net, n=200, seed=7, progress=False)

@@ -247,6 +247,16 @@ def build_review(service: Any, tab: gr.Tab) -> None:
         status_button = gr.Button("Refresh status", elem_id="review-status")
         status = gr.JSON(label="campaign_status", elem_id="review-status-json")
         plot = gr.Plot(label="Annotators: agreement with the others and mean edit rate", elem_id="review-plot")
+    with gr.Accordion("Fine-tune on these corrections (admins)", open=False):
+        with gr.Row():
+            tune_steps = gr.Number(value=200, minimum=1, maximum=5000, precision=0, label="Steps",
+                                   elem_id="finetune-steps")
+            tune_approved = gr.Checkbox(label="Approved submissions only", elem_id="finetune-approved")
+            tune_start = gr.Button("Fine-tune", variant="primary", elem_id="finetune-start")
+            tune_refresh = gr.Button("Refresh progress", elem_id="finetune-refresh")
+        tune_status = gr.JSON(label="Fine-tuning run (the new model joins the model lists when done)",
+                              elem_id="finetune-status")
+        tune_timer = gr.Timer(2.0, active=False)
 
     @handler
     def review_queue(name: str):
@@ -287,6 +297,23 @@ def build_review(service: Any, tab: gr.Tab) -> None:
         """Progress, agreement (word similarity, chrF) and per-annotator figures of campaign `name`."""
         return service.campaign_status(name)
 
+    @handler
+    def start_finetune(name: str, steps: float, approved_only: bool, profile: gr.OAuthProfile | None = None):
+        """Fine-tune the campaign's model on its corrections in the background (admins); returns the run."""
+        job = service.start_finetune((name or "").strip(), user=profile.username if profile else None,
+                                     steps=int(steps or 200), approved_only=bool(approved_only))
+        return job, gr.Timer(active=True)
+
+    @handler
+    def finetune_status(job_id: str | None = None):
+        """The latest fine-tuning run (or `job_id`): stage, step of steps, the new model folder, the report."""
+        job = service.finetune_status(job_id or None)
+        return job, gr.Timer(active=job.get("state") == "running")
+
+    tune_start.click(start_finetune, [campaign, tune_steps, tune_approved], [tune_status, tune_timer],
+                     api_name="start_finetune")
+    gr.on([tune_refresh.click, tune_timer.tick], lambda: finetune_status(None), None, [tune_status, tune_timer],
+          api_name="finetune_status", show_progress="hidden")
     gr.on([load.click, tab.select], review_queue, [campaign], [table], api_name="review_queue",
           concurrency_id="store")
     tab.select(lambda: gr.update(choices=_campaign_names(service)), None, [campaign], api_visibility="private",

@@ -362,7 +362,7 @@ class Captioner(HubModel):
         for t in targets:
             if t.kind not in ("caption", "token"):
                 raise InputError(f"{self.info.name!r} explains captions and caption tokens, not {t.kind!r} targets")
-            ids = self._caption_ids(t.text)
+            ids = self._caption_ids(t.text) + ([self.end_id] if t.kind == "caption" and t.end else [])
             if t.kind == "token" and not 0 <= t.token < len(ids):
                 raise InputError(f"token index {t.token} is outside the caption's {len(ids)} tokens")
             rows.append(ids)
@@ -388,6 +388,27 @@ class Captioner(HubModel):
         ids, mask, weight = extra["input_ids"], extra["attention_mask"], extra["weight"]
         logits, _ = self._forward(pixels.to(self.dtype), ids, mask)      # (B, S, V)
         return teacher_forced(logits, ids, weight)
+
+    # --- fine-tuning (mmdemo.train.finetune): the loss is -score, so every captioner can learn from corrections ---
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Every weight of the checkpoint, gradients switched on (they stay off outside fine-tuning)."""
+        self.model.requires_grad_(True)
+        return list(self.model.named_parameters())
+
+    def train_mode(self, on: bool = True) -> None:
+        self.model.train(on).requires_grad_(on)
+
+    def save(self, folder: Any, training: dict[str, Any]) -> None:
+        """`save_pretrained` of the model, its tokenizer and image processor (a folder `mmdemo.load` opens), and
+        `training` in mmdemo_training.json."""
+        import json
+        from pathlib import Path
+
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        self.image_processor.save_pretrained(folder)
+        (folder / "mmdemo_training.json").write_text(json.dumps(training, indent=2))
 
     @torch.no_grad()
     def attention(self, inputs: ExplainInputs) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """The embedded shapes models behind the common protocol: caption, answer, and the explanation surface."""
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -122,8 +123,8 @@ class ShapesModel(VLModel):
                 if not 0 <= t.token < int(n_words[b]):
                     raise InputError(f"token {t.token} is out of range; the caption has {int(n_words[b])} tokens")
                 positions[b, t.token] = True
-            else:
-                positions[b, : int(n_words[b])] = True
+            else:                                                                         # [SEP] too: t.end
+                positions[b, : int(n_words[b]) + int(t.end)] = True
         tokens = [self.tok.encode(t.text).tokens for t in targets]
         return ExplainInputs(pixels, list(targets), tokens, {"ids": ids, "positions": positions, "causal": True})
 
@@ -173,9 +174,36 @@ class ShapesModel(VLModel):
     def text_embedding(self) -> torch.nn.Module:
         return self.net.word_embed
 
+    # --- fine-tuning -------------------------------------------------------------------------------
+    def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """Every weight but the per-patch class head (a training signal of the world, unused by `score`)."""
+        named = [(n, p) for n, p in self.net.named_parameters() if not n.startswith("aux_head.")]
+        for _, p in named:
+            p.requires_grad_(True)
+        return named
+
+    def train_mode(self, on: bool = True) -> None:
+        """Training mode, with the stem's batch-norm statistics frozen: a fine-tuning batch of new-looking images
+        would otherwise move them, and every image the model knew would be normalised wrongly."""
+        self.net.train(on)
+        for m in self.net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+    def save(self, folder, training: dict[str, Any]) -> None:
+        weights.save(self.net, Path(folder), training)
+
 
 def load(name: str, device: str | None = None) -> ShapesModel:
     folder = weights.model_dir(name)
     net = weights.load_net(folder)
     return ShapesModel(net, name=name, device=choose_device(device, gpu=False), source=str(folder),
+                       revision=weights.revision(folder))
+
+
+def load_folder(name: str, device: str | None = None) -> ShapesModel:
+    """A shapes model folder anywhere (a fine-tuned one): `name` is its path, as given."""
+    folder = Path(name).expanduser()
+    net = weights.load_net(folder)
+    return ShapesModel(net, name=name, device=choose_device(device, gpu=False), source=str(folder.resolve()),
                        revision=weights.revision(folder))

@@ -18,6 +18,17 @@ def has_weights(folder: Path) -> bool:
     return (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
 
 
+def is_shapes_folder(folder: Path) -> bool:
+    """Does this folder hold a shapes model (weights, and a config.json with the ShapesNet settings)?"""
+    if not has_weights(folder):
+        return False
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("config"), dict) and "fusion" in config["config"]
+
+
 def revision(folder: Path) -> str:
     """First 12 hex digits of the SHA-256 of the weights file: changes whenever the weights do."""
     h = hashlib.sha256((folder / "model.safetensors").read_bytes())
