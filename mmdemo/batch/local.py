@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from .job import Job
+    from .spec import Job
 
 
 def load_model(job: "Job"):

@@ -18,7 +18,7 @@ from ..errors import InputError, MmdemoError, WeightsMissingError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .job import Job
+    from .spec import Job
 
 MISSING = 'the ray engine needs Ray: pip install "mmdemo[ray]" (or: pip install -r requirements-ray.txt)'
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ..models.base import VLModel
-    from .job import Job
+    from .spec import Job
 
 SCHEMA = pa.schema([
     ("image_path", pa.string()),

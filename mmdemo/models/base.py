@@ -12,7 +12,6 @@ if TYPE_CHECKING:  # torch stays out of light imports (CLI store commands, regis
     import torch
     from PIL import Image
 
-    from .fusion import FusionInput
     from .probes import AttentionProbe
 
 TASKS = ("caption", "vqa")
@@ -191,8 +190,8 @@ class VLModel(ABC):
         """Records every attention matrix of one scored pass (see `mmdemo.models.probes`); None: no probe."""
         return None
 
-    def fusion_input(self) -> "FusionInput | None":
-        """The image tokens as the text side reads them, encoded once per image (see `mmdemo.models.fusion`);
+    def fusion_input(self) -> Any:
+        """A `mmdemo.models.fusion.FusionInput`: the image tokens as the text side reads them, encoded once per image;
         None: the image enters the text side in no separate form (one stream from the pixels on)."""
         return None
 
