@@ -69,3 +69,18 @@ def store(store_url):
     s = open_store(store_url)
     yield s
     s.close()
+
+
+# --- tiny random hub checkpoints (tests/tiny_hub.py), saved once and loaded through mmdemo.load(folder) ------------
+@pytest.fixture(scope="session")
+def tiny_hub_models(tmp_path_factory) -> dict:
+    import mmdemo
+    from tiny_hub import BUILDERS
+
+    root = tmp_path_factory.mktemp("tiny_hub_models")
+    out = {}
+    for name, build in BUILDERS.items():
+        build(root / name)
+        folder = root / name / "model" if name == "vit-bert" else root / name
+        out[name] = mmdemo.load(str(folder), device="cpu")
+    return out

@@ -110,20 +110,8 @@ HUB = ("git", "blip-caption", "vilt", "vit-gpt2")
 
 
 @pytest.fixture(scope="module")
-def hub_models(tmp_path_factory):
-    import mmdemo
-    from tiny_hub import BUILDERS
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
-        mp.delenv("MMDEMO_DEVICE", raising=False)
-        root = tmp_path_factory.mktemp("tiny_hub_contrast")
-        models = {}
-        for name in HUB:
-            BUILDERS[name](root / name)
-            models[name] = mmdemo.load(str(root / name), device="cpu")
-        yield models
+def hub_models(tiny_hub_models):
+    return tiny_hub_models
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-import mmdemo
 from mmdemo.explain import METHODS, available_methods, explain, method_for, modality_share
 from mmdemo.models.base import Target
 from tiny_hub import BUILDERS
@@ -20,18 +19,8 @@ SPECIAL_METHODS = {   # which of rollout / relevance each family offers
 
 
 @pytest.fixture(scope="module")
-def hub_models(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
-        mp.delenv("MMDEMO_DEVICE", raising=False)
-        root = tmp_path_factory.mktemp("tiny_hub_explain")
-        models = {}
-        for name, build in BUILDERS.items():
-            build(root / name)
-            folder = root / name / "model" if name == "vit-bert" else root / name
-            models[name] = mmdemo.load(str(folder), device="cpu")
-        yield models
+def hub_models(tiny_hub_models):
+    return tiny_hub_models
 
 
 @pytest.fixture(scope="module")

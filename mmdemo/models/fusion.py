@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from .probes import patched_forward
+
 if TYPE_CHECKING:
     from .base import ExplainInputs
 
@@ -127,24 +129,15 @@ def _replaced(modules: Sequence[nn.Module], outputs: Sequence[torch.Tensor]) -> 
         yield
 
 
-@contextmanager
-def _returning(module: nn.Module, out: torch.Tensor) -> Iterator[None]:
-    own = module.__dict__.get("forward")
-
+def _returning(module: nn.Module, out: torch.Tensor):
+    """Inside the block, `module(x)` returns `out` (prepared for x's tokens) instead of computing it."""
     def forward(x: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
         if x.shape[:2] != out.shape[:2]:
             raise RuntimeError(f"{type(module).__name__} was called on {tuple(x.shape)}, prepared for "
                                f"{tuple(out.shape[:2])} tokens")
         return out
 
-    module.forward = forward
-    try:
-        yield
-    finally:
-        if own is None:
-            del module.forward
-        else:
-            module.forward = own
+    return patched_forward(module, forward)
 
 
 def _content_key(row: torch.Tensor) -> tuple:

@@ -13,13 +13,12 @@ import torch
 from torch import nn
 
 from ..base import ExplainInputs
-from ..probes import AttentionProbe, Record, Score, Step
+from ..probes import AttentionProbe, Record, Score, Step, patched_forward
 
 
 @contextmanager
 def capture(module: nn.Module, into: list) -> Iterator[None]:
     """For calls inside the block, `module(...)` runs with output_attentions=True and its outputs go to `into`."""
-    own = module.__dict__.get("forward")
     inner = module.forward
 
     def forward(*args: Any, **kwargs: Any) -> Any:
@@ -28,14 +27,8 @@ def capture(module: nn.Module, into: list) -> Iterator[None]:
         into.append(out)
         return out
 
-    module.forward = forward
-    try:
+    with patched_forward(module, forward):
         yield
-    finally:
-        if own is None:
-            del module.forward
-        else:
-            module.forward = own
 
 
 @contextmanager
