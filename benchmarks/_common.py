@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import platform
 import statistics
 import time
@@ -49,3 +50,16 @@ def table(rows: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def replace_between(start: str, end: str, text: str, readme: Path = README) -> bool:
+    """Put `text` between the README's `start` and `end` markers; False when the markers are missing."""
+    body = readme.read_text()
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(body):
+        return False
+    readme.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", body))
+    return True

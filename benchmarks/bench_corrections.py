@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
-from _common import RESULTS, machine  # noqa: E402
+from _common import RESULTS, machine, replace_between  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- corrections-study:start -->", "<!-- corrections-study:end -->"
@@ -203,12 +202,8 @@ def plot(done: dict, path: Path) -> Path:
 
 
 def update_readme(text: str, readme: Path = README) -> bool:
-    body = readme.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(body):
-        return False
-    readme.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", body))
-    return True
+    """Put `text` between this study's README markers; False when the markers are missing."""
+    return replace_between(START, END, text, readme)
 
 
 def main() -> int:

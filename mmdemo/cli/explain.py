@@ -125,13 +125,7 @@ def _cmd_eval_explain(args: argparse.Namespace) -> int:
     model = load_model(args)
     report = evaluate_explanations(model, methods, n=args.n, seed=args.seed, batch=args.batch,
                                    progress=not args.json)
-    if args.save:
-        Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
-    if args.json:
-        print(json.dumps(report))
-        return 0
-    print(format_table(report))
-    return 0
+    return _report(args, report, format_table)
 
 
 def _eval_caption_words(args: argparse.Namespace, methods: list[str] | None) -> int:
@@ -147,12 +141,14 @@ def _eval_caption_words(args: argparse.Namespace, methods: list[str] | None) -> 
         options.setdefault(method.replace("_", "-"), {})[name] = value
     report = evaluate_caption_words(model, methods, n=args.n, seed=args.seed, batch=args.batch, variants=variants,
                                     progress=not args.json, options=options, di_steps=args.di_steps)
+    return _report(args, report, format_caption_words)
+
+
+def _report(args: argparse.Namespace, report: dict, table) -> int:
+    """Save the report (--save), then print it as JSON (--json) or as `table(report)`."""
     if args.save:
         Path(args.save).write_text(json.dumps(report, indent=1) + "\n")
-    if args.json:
-        print(json.dumps(report))
-        return 0
-    print(format_caption_words(report))
+    print(json.dumps(report) if args.json else table(report))
     return 0
 
 
