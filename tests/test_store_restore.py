@@ -180,3 +180,95 @@ def test_a_store_that_keeps_images_in_its_database_restores_them_too(env):
         before = snapshot(store)
     with open_store("sqlite://") as memory:              # empty, images in the database
         assert snapshot(memory) == before
+
+
+# --- campaigns ------------------------------------------------------------------------------------------------
+def run_campaigns(store) -> None:
+    """Two campaigns worked on by a team: overlap, review, a skip kept and one taken back, a resubmission."""
+    store.create_campaign("audit", model="shapes-cross", task="vqa", questions=["what color is it?"], overlap=2,
+                          order="random", review=True, instructions="fix colours", seed=3)
+    store.set_model_revision("audit", "rev-7")
+    store.add_tasks("audit", [{"image": make_image(200 + i), "image_path": f"a{i}.png", "question": "what color is it?",
+                               "model_output": f"red {i}", "token_probs": [0.5 + i / 20], "tokens": ["red"]}
+                              for i in range(6)])
+    store.create_campaign("captions", model="shapes-cross", order="uncertainty")
+    store.add_tasks("captions", [{"image": make_image(300 + i), "model_output": f"a small circle {i}",
+                                  "token_probs": [0.9 - i / 10, 0.8], "decoding": {"strategy": "greedy"}}
+                                 for i in range(8)])
+    for who in ("ana", "ben", "ana", "ben", "cleo"):
+        t = store.next_task("audit", who)
+        store.submit_task(t.id, f"blue by {who} {t.id}", who)
+    skipped = store.next_task("audit", "cleo")
+    store.skip_task(skipped.id, "cleo")
+    t = store.next_task("captions", "dan")
+    store.skip_task(t.id, "dan")
+    again = store.previous_task("captions", "dan")                       # back to the skipped task, then submit it
+    store.submit_task(again.id, "a large circle", "dan")
+    first = store.submit_task(store.next_task("captions", "dan").id, "a small square", "dan")
+    store.submit_task(store.task(store.submission(first)["task_id"]).id, "a small blue square", "dan")  # version 2
+    queue = store.review_queue("audit")
+    store.review_task(queue[0]["submissions"][0]["correction_id"], "approve", "rev")
+    store.review_task(queue[0]["submissions"][1]["correction_id"], "reject", "rev")
+    store.review_task(queue[1]["submissions"][0]["correction_id"], "edit", "rev", corrected="green")
+
+
+def campaign_snapshot(store) -> dict:
+    """Everything a campaign shows, with database ids replaced by what names a task."""
+    out = {}
+    for c in store.list_campaigns():
+        name = c.name
+        key = {}
+        subs = store.campaign_submissions(name)
+        for s in subs:
+            key[s["task_id"]] = (s["image_hash"], s["question"])
+        status = store.campaign_status(name)
+        queue = store.review_queue(name)
+        out[name] = {
+            "campaign": {k: v for k, v in c.to_dict().items() if k != "id"},
+            "counts": store.campaign_counts(name), "status": status,
+            "submissions": [{**{k: v for k, v in s.items() if k != "task_id"}, "task": key[s["task_id"]],
+                             **{k: store.submission(s["correction_id"])[k] for k in ("history", "version")}}
+                            for s in subs],
+            "queue": [{**{k: v for k, v in q.items() if k != "task_id"}, "task": key[q["task_id"]]} for q in queue],
+            "images": {s["image_hash"]: store.image_bytes(s["image_hash"]) for s in subs},
+            "next": {who: _task_view(store.next_task(name, who)) for who in ("ana", "ben", "cleo", "dan", "eve")},
+        }
+    return out
+
+
+def _task_view(t) -> dict | None:
+    if t is None:
+        return None
+    return {k: v for k, v in t.__dict__.items() if k not in ("id", "lease_until")}
+
+
+def test_campaigns_come_back_after_the_data_folder_is_deleted(env):
+    data, mirror = env
+    with open_store() as store:
+        run_campaigns(store)
+        corrections = snapshot(store)
+        before = campaign_snapshot(store)
+    assert before["audit"]["campaign"]["model_revision"] == "rev-7"
+    assert before["audit"]["counts"]["tasks_done"] == 2 and before["audit"]["counts"]["tasks"] == 6
+    assert {s["status"] for s in before["audit"]["submissions"]} == {"approved", "rejected", "submitted"}
+    assert before["captions"]["submissions"][-1]["history"][-1]["corrected"] == "a small blue square"
+    assert before["audit"]["next"]["cleo"] is not None and before["captions"]["next"]["dan"] is not None
+
+    shutil.rmtree(data)
+    with open_store() as store:
+        assert snapshot(store) == corrections
+        assert campaign_snapshot(store) == before         # the queue hands out the same next tasks too
+
+
+def test_campaigns_restore_into_postgresql_and_into_a_database_that_keeps_images(env, store_url):
+    """Mirror records name campaigns and tasks, not database ids: a restore into any backend is the same campaign."""
+    data, mirror = env
+    with open_store() as store:
+        run_campaigns(store)
+        before = campaign_snapshot(store)
+    for n, url in enumerate((store_url, "sqlite://")):
+        with open_store(url) as other:
+            assert {k: v for k, v in campaign_snapshot(other).items() if not k.startswith("after")} == before
+            other.create_campaign(f"after the restore {n}", model="m")   # new rows get fresh ids (and are mirrored)
+            other.add_tasks(f"after the restore {n}", [{"image": make_image(999), "model_output": "x"}])
+            assert other.next_task(f"after the restore {n}", "ana").model_output == "x"

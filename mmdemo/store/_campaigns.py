@@ -21,13 +21,14 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from statistics import fmean, median
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..config import settings
 from ..errors import InputError, StoreError
+from . import _campaign_mirror as mirror
 from . import _schema as S
 from ._text import TASKS, clean_decoding, clean_text, edit_rate
 
@@ -169,7 +170,9 @@ class CampaignsMixin:
         with self._tx("create a campaign", write=True) as conn:  # type: ignore[attr-defined]
             if conn.execute(select(c.id).where(c.name == title)).first() is not None:
                 raise InputError(f"a campaign named {title!r} already exists")
-            conn.execute(insert(S.campaigns).values(**row))
+            new = conn.execute(insert(S.campaigns).values(**row)).inserted_primary_key[0]
+            records = self._mirrored(mirror.campaign_record, conn, new)
+        self._mirror(records)
         return self.get_campaign(title)
 
     def get_campaign(self, name: str) -> Campaign:
@@ -190,6 +193,8 @@ class CampaignsMixin:
         with self._tx("update a campaign", write=True) as conn:  # type: ignore[attr-defined]
             cid = self._campaign_id(conn, name)
             conn.execute(update(S.campaigns).where(S.campaigns.c.id == cid).values(model_revision=rev))
+            records = self._mirrored(mirror.campaign_record, conn, cid)
+        self._mirror(records)
 
     def campaign_keys(self, name: str) -> set[str]:
         """The keys (image hash × question) of the tasks a campaign already has: what a refill skips."""
@@ -273,6 +278,10 @@ class CampaignsMixin:
                             "confidence": r["confidence"], "position": position, "created_at": now,
                             "submissions": 0, "done": 0})
             conn.execute(insert(S.campaign_tasks), out)
+            records = [] if self._sync is None else mirror.task_records(  # type: ignore[attr-defined]
+                conn, camp.name, conn.execute(select(t.id).where(t.campaign_id == camp.id,
+                                                                 t.key.in_([r["key"] for r in out]))).scalars())
+        self._mirror(records, [r["image_hash"] for r in out])
         return len(out)
 
     # --- the queue ---------------------------------------------------------------------------
@@ -348,12 +357,15 @@ class CampaignsMixin:
                 conn.execute(insert(S.campaign_submissions).values(
                     task_id=tid, campaign_id=task.campaign_id, annotator=who, correction_id=cid,
                     started_at=started, submitted_at=now, status="submitted"))
-                conn.execute(delete(S.campaign_skips).where(S.campaign_skips.c.task_id == tid,
-                                                            S.campaign_skips.c.annotator == who))
+                unskipped = conn.execute(delete(S.campaign_skips).where(S.campaign_skips.c.task_id == tid,
+                                                                        S.campaign_skips.c.annotator == who)).rowcount
                 n = task.submissions + 1
                 conn.execute(update(S.campaign_tasks).where(t.id == tid).values(
                     submissions=n, done=int(n >= task.overlap), lease_annotator=None, lease_started=None,
                     lease_until=None))
+                records = self._mirrored(mirror.submission_record, conn, tid, who)
+                if unskipped:
+                    records += self._mirrored(mirror.skip_record, conn, tid, who, None)
             elif task.lease_annotator == who:
                 conn.execute(update(S.campaign_tasks).where(t.id == tid)
                              .values(lease_annotator=None, lease_started=None, lease_until=None))
@@ -361,6 +373,7 @@ class CampaignsMixin:
             self.update(again, text, who, note=note)  # type: ignore[attr-defined]
             return again
         self._push(cid)  # type: ignore[attr-defined]
+        self._mirror(records)
         return cid
 
     def skip_task(self, task_id: int, annotator: str) -> None:
@@ -376,6 +389,10 @@ class CampaignsMixin:
                 {"task_id": tid, "annotator": who, "campaign_id": campaign_id, "skipped_at": S.utcnow()}])
             conn.execute(update(S.campaign_tasks).where(t.id == tid, t.lease_annotator == who)
                          .values(lease_annotator=None, lease_started=None, lease_until=None))
+            at = conn.execute(select(S.campaign_skips.c.skipped_at).where(
+                S.campaign_skips.c.task_id == tid, S.campaign_skips.c.annotator == who)).scalar_one()
+            records = self._mirrored(mirror.skip_record, conn, tid, who, at)
+        self._mirror(records)
 
     def previous_task(self, campaign: str, annotator: str, before: int | None = None) -> Task | None:
         """Back: the task this annotator submitted or skipped just before task `before` (None: their latest).
@@ -458,6 +475,9 @@ class CampaignsMixin:
             with self._tx("review a submission", write=True) as conn:  # type: ignore[attr-defined]
                 conn.execute(update(S.campaign_submissions).where(s.id == found)
                              .values(status=status, reviewer=who, reviewed_at=S.utcnow()))
+                task_id, annotator = conn.execute(select(s.task_id, s.annotator).where(s.id == found)).one()
+                records = self._mirrored(mirror.submission_record, conn, task_id, annotator)
+            self._mirror(records)
         return self.submission(correction_id)
 
     def restore_version(self, correction_id: str, version: int, annotator: str | None = None) -> Any:
@@ -602,6 +622,38 @@ class CampaignsMixin:
                        c.corrected, c.edit_rate, c.version)
                 .join(S.campaign_tasks, t.id == s.task_id).join(S.corrections, c.id == s.correction_id)
                 .where(s.campaign_id == cid).order_by(s.submitted_at, s.id)).all()
+
+    # --- the dataset mirror (hub_sync) -------------------------------------------------------
+    def _mirrored(self, record, conn: Connection, *args: Any) -> list[dict[str, Any]]:
+        """[record(conn, *args)] when a mirror is on (read inside the writing transaction), else []."""
+        return [] if self._sync is None else [record(conn, *args)]  # type: ignore[attr-defined]
+
+    def _mirror(self, records: list[dict[str, Any]], image_hashes: Iterable[str] = ()) -> None:
+        """Hand committed campaign rows (and images the mirror lacks) to the hub sync; never fails the write."""
+        sync = self._sync  # type: ignore[attr-defined]
+        if sync is None or not records:
+            return
+        try:
+            images = {h: self.image_bytes(h) for h in set(image_hashes)  # type: ignore[attr-defined]
+                      if sync.needs_image(h) and self.has_image(h)}  # type: ignore[attr-defined]
+            sync.append_campaign(records, images)
+        except Exception as e:  # noqa: BLE001 - the rows are committed; the dataset push is best effort
+            log.warning("hub sync: could not queue %d campaign record(s): %s", len(records), e)
+
+    def restore_campaigns(self, records: Iterable[dict[str, Any]],
+                          read_image: Callable[[str], bytes | None]) -> int:
+        """Insert mirrored campaign `records` (see _campaign_mirror) the store does not have; return how many
+        campaigns came back. Their submissions link to corrections, so restore those first (restore_mirror)."""
+        def store_images(conn: Connection, hashes: list[tuple[str, datetime]]) -> None:
+            self._restore_images(conn, hashes, read_image)  # type: ignore[attr-defined]
+
+        latest: dict[tuple, dict[str, Any]] = {}
+        for r in records:
+            key = mirror.identity(r)
+            if key is not None:
+                latest[key] = r
+        with self._tx("restore campaigns", write=True) as conn:  # type: ignore[attr-defined]
+            return mirror.restore(conn, latest.values(), store_images)
 
     @staticmethod
     def _campaign_id(conn: Connection, name: str) -> int:

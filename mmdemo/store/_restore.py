@@ -12,7 +12,7 @@ from ._images import check_hash
 log = logging.getLogger(__name__)
 
 
-def _time(value: Any) -> datetime | None:
+def utc_time(value: Any) -> datetime | None:
     if value in (None, ""):
         return None
     t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -30,12 +30,12 @@ def mirrored_rows(record: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str
     """(corrections row, correction_versions rows) for one mirrored record."""
     row = {col.name: record.get(col.name) for col in S.corrections.columns}
     for key in ("created_at", "updated_at", "deleted_at"):
-        row[key] = _time(record.get(key))
+        row[key] = utc_time(record.get(key))
     check_hash(row["image_hash"])
     history = record.get("history") or [{    # an older shard: the latest state is the only version known
         "version": record["version"], "corrected": record["corrected"], "annotator": record.get("annotator"),
         "note": record.get("note"), "edit_rate": record["edit_rate"], "created_at": record["updated_at"]}]
     versions = [{"correction_id": row["id"], "version": v["version"], "corrected": v["corrected"],
                  "annotator": v.get("annotator"), "note": v.get("note"), "edit_rate": v["edit_rate"],
-                 "created_at": _time(v["created_at"])} for v in history]
+                 "created_at": utc_time(v["created_at"])} for v in history]
     return row, versions

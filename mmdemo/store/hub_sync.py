@@ -7,10 +7,15 @@ folder). The mirror format:
     data/corrections-<writer>.jsonl   one JSON object per line: a correction as it was saved at that moment
                                        (`Correction.to_dict(history=True)`: every field, every version, deleted
                                        or not) plus `saved_at`; <writer> = host-pid-random, one file per process
-    images/<ab>/<sha256>.png           each image once, the PNG bytes exactly as the store keeps them
+    data/campaigns-<writer>.jsonl     campaigns, their tasks, submissions (status and review) and skips, one
+                                       record per row change, keyed by names rather than database ids (the
+                                       record kinds: mmdemo/store/_campaign_mirror.py); leases are not kept
+    images/<ab>/<sha256>.png           each image once (corrections' and campaign tasks'), the PNG bytes exactly
+                                       as the store keeps them
 
-A reader keeps, per correction id, the line with the latest `saved_at` (file order breaks ties); a line that does
-not parse (a shard cut mid-write) is skipped. Older shards without `history` restore as one version.
+A reader keeps, per correction id (per campaign row), the line with the latest `saved_at` (file order breaks
+ties); a line that does not parse (a shard cut mid-write) is skipped. Older shards without `history` restore as
+one version.
 
 Folder mode writes lines and images straight into the folder. Repo mode writes them into `<data_dir>/hub_mirror/`,
 which `huggingface_hub.CommitScheduler` commits to the dataset every few minutes (and once more on close). On
@@ -61,6 +66,7 @@ class HubSync:
         (self.folder / "data").mkdir(parents=True, exist_ok=True)
         writer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.shard = self.folder / "data" / f"corrections-{writer}.jsonl"
+        self.campaign_shard = self.folder / "data" / f"campaigns-{writer}.jsonl"
         self.scheduler = scheduler
         self.repo_id = repo_id
         self.token = token
@@ -111,6 +117,18 @@ class HubSync:
             with open(self.shard, "a", encoding="utf-8") as f:
                 f.write(line)
 
+    def append_campaign(self, records: list[dict[str, Any]], images: dict[str, bytes]) -> None:
+        """Mirror campaign rows as they are now (_campaign_mirror's records); `images`: PNG bytes by hash."""
+        stamp = _now()
+        lines = "".join(json.dumps({**r, "saved_at": stamp}, ensure_ascii=False, sort_keys=True) + "\n"
+                        for r in records)
+        with self._lock:
+            for h, png in images.items():
+                if self.needs_image(h):
+                    _write_whole(image_path(self.folder, h), png)
+            with open(self.campaign_shard, "a", encoding="utf-8") as f:
+                f.write(lines)
+
     def close(self) -> None:
         """Push what is left now (blocks until the commit is done)."""
         if self.scheduler is not None:
@@ -135,30 +153,44 @@ class HubSync:
             return None
 
     def restore(self, store: Any) -> int:
-        """Fill an EMPTY store from the dataset's shards; return how many corrections came back (0 if not empty)."""
-        if store.count(include_deleted=True) > 0:
+        """Fill an EMPTY store (no corrections, no campaigns) from the dataset's shards: corrections with their
+        versions, then campaigns with their tasks, submissions and skips, and the images of both. Returns how many
+        corrections came back (0 if the store was not empty)."""
+        if store.count(include_deleted=True) > 0 or store.list_campaigns():
             return 0
         folder = self.source()
         if folder is None:
             return 0
 
-        n = store.restore_mirror(latest_records(folder), lambda h: _read(image_path(folder, h)))
-        if n:
-            log.info("restored %d corrections from %s", n, self.repo_id or folder)
+        def read(h: str) -> bytes | None:
+            return _read(image_path(folder, h))
+
+        n = store.restore_mirror(latest_records(folder), read)
+        campaigns = store.restore_campaigns(campaign_records(folder), read)
+        if n or campaigns:
+            log.info("restored %d corrections and %d campaigns from %s", n, campaigns, self.repo_id or folder)
         return n
 
 
-def read_records(folder: Path) -> Iterator[dict[str, Any]]:
-    """Every parseable line of every shard under folder/data/ (any depth), in file order."""
+def read_records(folder: Path, campaigns: bool = False) -> Iterator[dict[str, Any]]:
+    """Every parseable line of every corrections shard under folder/data/ (any depth), in file order; with
+    `campaigns`, of every campaigns shard instead."""
     for shard in sorted((Path(folder) / "data").rglob("*.jsonl")):
+        if shard.name.startswith("campaigns-") != campaigns:
+            continue
         with open(shard, encoding="utf-8") as f:
             for line in f:
                 try:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(record, dict) and isinstance(record.get("id"), str):
+                if isinstance(record, dict) and (campaigns or isinstance(record.get("id"), str)):
                     yield record
+
+
+def campaign_records(folder: Path) -> list[dict[str, Any]]:
+    """The campaign records, oldest saved first (a restore keeps the last one per row)."""
+    return sorted(read_records(folder, campaigns=True), key=_stamp)
 
 
 def latest_records(folder: Path) -> list[dict[str, Any]]:

@@ -292,10 +292,9 @@ class Store(CampaignsMixin):
         """Insert mirrored `records` (hub_sync's format: rows with their ids, times and every version), skipping
         ids and images the store already has; `read_image(hash)` gives an image's PNG bytes (None: not mirrored)."""
         records = list(records)
-        seen: set[str] = set()
         n = 0
         for start in range(0, len(records), _BATCH):
-            rows, versions, image_rows = [], [], []
+            rows, versions = [], []
             for record in records[start:start + _BATCH]:
                 try:
                     row, vs = mirrored_rows(record)
@@ -304,28 +303,34 @@ class Store(CampaignsMixin):
                     continue
                 rows.append(row)
                 versions += vs
-                h = row["image_hash"]
-                if h in seen:
-                    continue
-                seen.add(h)
-                png = read_image(h)
-                if png is None:         # the row keeps its hash; the image is reported absent, as after an import
-                    continue
-                width, height = record.get("image_width"), record.get("image_height")
-                if not width or not height:
-                    width, height = image_size(png)
-                in_files = isinstance(self._images, ImageFiles)
-                if in_files:
-                    with self._guard("restore an image"):
-                        self._images.write(h, png)
-                image_rows.append({"hash": h, "width": width, "height": height, "size_bytes": len(png),
-                                   "created_at": row["created_at"], "data": None if in_files else png})
             with self._tx("restore corrections", write=True) as conn:
-                insert_ignoring_duplicates(conn, S.images, image_rows)
+                self._restore_images(conn, list({r["image_hash"]: r["created_at"] for r in rows}.items()),
+                                     read_image)
                 insert_ignoring_duplicates(conn, S.corrections, rows)
                 insert_ignoring_duplicates(conn, S.correction_versions, versions)
             n += len(rows)
         return n
+
+    def _restore_images(self, conn: Connection, hashes: list[tuple[str, datetime]],
+                        read_image: Callable[[str], bytes | None]) -> None:
+        """Put in the images (hash, first seen) the store lacks, from `read_image` (None: not mirrored; the rows keep
+        the hash and the image is reported absent, as after an import)."""
+        in_files = isinstance(self._images, ImageFiles)
+        rows = []
+        for h, created_at in hashes:
+            check_hash(h)
+            if conn.execute(select(S.images.c.hash).where(S.images.c.hash == h)).first() is not None:
+                continue
+            png = read_image(h)
+            if png is None:
+                continue
+            width, height = image_size(png)
+            if in_files:
+                with self._guard("restore an image"):
+                    self._images.write(h, png)
+            rows.append({"hash": h, "width": width, "height": height, "size_bytes": len(png),
+                         "created_at": created_at, "data": None if in_files else png})
+        insert_ignoring_duplicates(conn, S.images, rows)
 
     def close(self) -> None:
         """Release pooled connections (and stop a hub sync after a last push)."""
