@@ -72,6 +72,11 @@ def test_the_cli_runs_every_family(models, env, tmp_path, name):
     h, w = model.info.patch_grid
     assert exp["method"] == method and exp["grid"] == [h, w] and len(exp["map"]) == h
     assert (tmp_path / "map.png").is_file()
+    if "caption" in model.info.tasks and cap["caption"].strip():          # every token's map: the sheet
+        sheet = cli(env, "explain", str(IMAGE), "--target", cap["caption"], "--all-tokens", "--model", arg,
+                    "--method", method, "--out", str(tmp_path / "sheet.png"), "--json")
+        assert [t["token"] for t in sheet["tokens"]] == list(range(len(sheet["tokens"]))) and sheet["tokens"]
+        assert all(t["text"] and len(t["map"]) == h and Path(t["out"]).is_file() for t in sheet["tokens"])
 
 
 def test_the_app_serves_every_family(models, env, monkeypatch):
@@ -93,6 +98,9 @@ def test_the_app_serves_every_family(models, env, monkeypatch):
                 if cap["caption"].strip():
                     _, info = client.predict(image, name, cap["caption"], 0, method, 0.5, "jet", api_name="/explain")
                     assert info["grid"] == list(model.info.patch_grid), name
+                    gallery, status = client.predict(image, name, cap["caption"], method, 0.5, "jet",
+                                                     api_name="/explain_sheet")
+                    assert gallery and status.startswith(f"{method}: all {len(gallery)} of {len(gallery)}"), name
             if "vqa" in model.info.tasks:
                 ans = client.predict(image, QUESTION, name, 3, api_name="/ask")
                 assert ans["model"] == model.info.name and ans["answer"] == ans["top_k"][0]["answer"], name

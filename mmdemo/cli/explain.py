@@ -90,17 +90,18 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _sheet(args, model, image, target, out: Path, options: dict, payload: dict, started: float) -> int:
     """--all-tokens: one map per caption token (OUT_0.png, OUT_1.png, …), token by token."""
     from .. import viz
-    from ..explain import explain_tokens
+    from ..explain import iter_tokens
 
     if target.kind != "caption" or args.method == "modality":
         raise InputError("--all-tokens explains every token of a caption with a map method; it cannot go with "
                          "--question, --token or --method modality")
     tokens = []
-    for e in explain_tokens(model, image, target.text, args.method, **options):
-        path = out.with_name(f"{out.stem}_{e.target.token}{out.suffix}")
+    for item in iter_tokens(model, image, target.text, args.method, **options):
+        e = item.explanation
+        path = out.with_name(f"{out.stem}_{item.index}{out.suffix}")
         viz.overlay(image, e.upsampled).save(path)
-        tokens.append({"token": e.target.token, "map": [[round(float(v), 4) for v in row] for row in e.grid],
-                       "out": str(path)})
+        tokens.append({"token": item.index, "text": item.token,
+                       "map": [[round(float(v), 4) for v in row] for row in e.grid], "out": str(path)})
     payload |= {"grid": list(model.info.patch_grid), "tokens": tokens,
                 "seconds": round(time.perf_counter() - started, 4)}
     emit(payload, args.json, f"{args.method} maps of {len(tokens)} tokens of {target.text!r} "

@@ -17,6 +17,7 @@ _PUBLIC = {
     "METHODS": "._registry", "available_methods": "._registry", "method_for": "._registry",
     "MapMethod": "._method", "CACHE": ".engine", "cache_key": ".engine", "explain": ".engine", "model_lock": ".engine",
     "Explanation": ".explanation", "own_target": ".targets", "explain_tokens": ".sheet",
+    "iter_tokens": ".sheet", "sheet_to_dict": ".sheet",
     "modality_share": ".modality", "evaluate_explanations": ".evaluate",
     "evaluate_caption_words": ".caption_words",
     "format_caption_words": ".caption_words",

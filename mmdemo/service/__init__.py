@@ -39,6 +39,7 @@ class Service:
         # requests
         self.caption, self.ask, self.methods = requests.caption, requests.ask, requests.methods
         self.explain, self.modality, self.faithfulness = requests.explain, requests.modality, requests.faithfulness
+        self.explain_tokens = requests.explain_tokens
         # corrections
         c = self.corrections_
         self.store, self.corrections, self.count, self.stats = c.store, c.list, c.count, c.stats

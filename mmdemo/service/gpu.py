@@ -15,7 +15,7 @@ import numpy as np
 
 from ..models.base import Answer, Caption, Decoding, Target, VLModel
 
-DURATION = {"caption": 60, "answer": 30, "explain": 120, "modality": 120}   # seconds ZeroGPU reserves per call
+DURATION = {"caption": 60, "answer": 30, "explain": 120, "modality": 120, "sheet": 300}   # seconds ZeroGPU reserves per call
 
 _MODELS: dict[str, VLModel] = {}
 _GUARD = threading.Lock()
@@ -57,6 +57,12 @@ def run_explain(key: str, pixels: np.ndarray, target: Target, method: str, optio
     return explain(_model(key), _image(pixels), target, method=method, **options)
 
 
+def run_sheet(key: str, pixels: np.ndarray, caption: str, method: str, options: dict[str, Any]) -> list[Any]:
+    from ..explain import iter_tokens
+
+    return list(iter_tokens(_model(key), _image(pixels), caption, method, **options))
+
+
 def run_modality(key: str, pixels: np.ndarray, target: Target) -> dict[str, Any]:
     from ..explain import modality_share
 
@@ -64,7 +70,7 @@ def run_modality(key: str, pixels: np.ndarray, target: Target) -> dict[str, Any]
 
 
 PLAIN: dict[str, Callable[..., Any]] = {"caption": run_caption, "answer": run_answer, "explain": run_explain,
-                                        "modality": run_modality}
+                                        "modality": run_modality, "sheet": run_sheet}
 
 
 def _decorated() -> dict[str, Callable[..., Any]]:
@@ -91,7 +97,7 @@ def on_gpu(model: VLModel) -> bool:
 
 
 def call(kind: str, model: VLModel, image: Any, *args: Any) -> Any:
-    """Run one call of `kind` (caption, answer, explain, modality) on `model` with plain arguments."""
+    """Run one call of `kind` (caption, answer, explain, modality, sheet) on `model` with plain arguments."""
     global _GPU
     key, pixels = publish(model), np.asarray(image.convert("RGB"), dtype=np.uint8)
     if on_gpu(model):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import InputError, MmdemoError
 from ..images import ImageSource, content_hash, load_image
@@ -73,6 +73,28 @@ class Requests:
         with self.pool.lock(model.info.name):
             return gpu.call("explain", model, picture, target, method, dict(options))
 
+    def explain_tokens(self, image: ImageSource, caption: Any, model_name: str | None = None,
+                       method: str = "attention", **options: Any) -> Iterator[Any]:
+        """`explain.sheet.TokenMap`s (index, count, token, explanation) of the caption's tokens, one map at a time: the model is locked per map, so other users'
+        requests go between them, and a consumer that stops iterating stops the work. Arguments are checked before
+        the first map. On a GPU (ZeroGPU included) the whole sheet is made in one GPU call, then handed out."""
+        engine = require_explain()
+        picture = load_image(image)
+        text = clean_caption(caption)
+        model = self.pool.model(model_name)
+        methods = [m for m in engine.available_methods(model) if engine.METHODS[m].output == "image"]
+        if not isinstance(method, str) or method not in methods:
+            raise InputError(f"method {method!r} does not draw maps for {model.info.name}; choose one of: "
+                             f"{', '.join(methods) or 'none'}")
+        lock = self.pool.lock(model.info.name)
+        if gpu.on_gpu(model):
+            with lock:
+                sheet = gpu.call("sheet", model, picture, text, method, dict(options))
+            return iter(sheet)
+        with lock:
+            maps = engine.iter_tokens(model, picture, text, method, **options)      # checks the options now
+        return _locked(maps, lock)
+
     def modality(self, image: ImageSource, target: Target, model_name: str | None = None) -> dict[str, Any]:
         """How much of the prediction comes from the image and how much from the text: {"image_share",
         "text_share"} summing to 1, plus the engine's details ("text": per-word values, "seconds"). The engine
@@ -114,6 +136,22 @@ class Requests:
                 cached = engine.faithfulness_table(model, cases, methods, steps=FAITHFULNESS_STEPS)
             engine.CACHE.put(key, cached)
         return [dict(row) for row in cached]
+
+
+def _locked(items: Iterator[Any], lock: Any) -> Iterator[Any]:
+    """`items`, each one made while holding `lock` (and none after the consumer stops)."""
+    while True:
+        with lock:
+            item = next(items, None)
+        if item is None:
+            return
+        yield item
+
+
+def clean_caption(caption: Any) -> str:
+    if not isinstance(caption, str):
+        raise InputError(f"a caption must be text, not {type(caption).__name__}")
+    return clean_target(Target("caption", caption)).text
 
 
 def _honoured(model: Any, settings: Decoding) -> dict[str, Any]:

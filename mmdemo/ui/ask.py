@@ -7,12 +7,13 @@ from typing import Any
 import gradio as gr
 
 from ..models.base import Target
-from .common import CMAPS, Shared, explanation_json, handler, overlay, signed_highlights, top_k_label
+from .common import (CMAPS, Shared, explanation_json, handler, image_methods, overlay, signed_highlights,
+                     top_k_label)
 
 
 def build(shared: Shared) -> None:
     service = shared.service
-    methods = _image_methods(service)
+    methods = image_methods(service)                   # (label with the measured time, name)
     shared.question.render()
     with gr.Row():
         top_k = gr.Slider(1, 10, value=5, step=1, label="Top-k answers", scale=1)
@@ -25,8 +26,8 @@ def build(shared: Shared) -> None:
         with gr.Row():
             answer = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Explain the answer",
                                  info="the predicted one, or any other", elem_id="ask-explain-answer")
-            method = gr.Dropdown(methods, value=methods[0] if methods else None, allow_custom_value=True,
-                                 label="Method")
+            method = gr.Dropdown(methods, value=methods[0][1] if methods else None, allow_custom_value=True,
+                                 label="Method", info="with the time one map took on this model, where measured")
             opacity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Opacity")
             cmap = gr.Dropdown(list(CMAPS), value="jet", label="Colour map")
         with gr.Row():
@@ -106,15 +107,9 @@ def build(shared: Shared) -> None:
 
     def follow(model: str):
         """The chosen model's methods in the picker."""
-        names = _image_methods(service, model)
-        return gr.update(choices=names, value=names[0] if names else None)
+        choices = image_methods(service, model)
+        return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
     shared.model.change(follow, [shared.model], [method], api_visibility="private", api_name="ask_controls",
                         show_progress="hidden")
 
-
-def _image_methods(service, model: str | None = None) -> list[str]:
-    try:
-        return service.methods(model, output="image")
-    except Exception:
-        return []

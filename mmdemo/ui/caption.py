@@ -1,19 +1,22 @@
-"""Caption tab: decoding controls, the caption as tokens shaded by probability, a token's map, a method grid."""
+"""Caption tab: decoding controls, the caption as tokens shaded by probability, a token's map, a method grid, and
+every token's map streamed one by one (with progress, and a Stop)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gradio as gr
 
 from ..explain import trust
 from ..models.base import MAX_NEW_TOKENS, STRATEGIES, Decoding, Target
-from .common import CMAPS, Shared, explanation_json, handler, overlay, probability_highlights
+from .common import (CMAPS, Shared, explanation_json, handler, image_methods, overlay, probability_highlights,
+                     stream_handler)
 
 
 def build(shared: Shared) -> None:
     service = shared.service
-    methods = _methods(service)
-    default_method = _default_method(service, None, methods)
+    methods = image_methods(service)                   # (label with the measured time, name)
+    default_method = _default_method(service, None, [name for _, name in methods])
     with gr.Row() as decoding_row:
         strategy = gr.Radio(list(STRATEGIES), value="greedy", label="Decoding", scale=2)
         max_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=24, step=1, label="Max tokens", scale=2)
@@ -35,8 +38,9 @@ def build(shared: Shared) -> None:
         with gr.Row():
             token = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Token",
                                 info="click a word above, or pick it here", elem_id="caption-token")
-            method = gr.Dropdown(methods, value=default_method, allow_custom_value=True,
-                                 label="Method", elem_id="caption-method")
+            method = gr.Dropdown(methods, value=default_method, allow_custom_value=True, label="Method",
+                                 info="with the time one map took on this model, where measured",
+                                 elem_id="caption-method")
             contrast = gr.Dropdown(choices=[NO_CONTRAST], value="", allow_custom_value=True,
                                    label="Why this word and not …",
                                    info="the model's runner-up words at this step: the map then shows what "
@@ -50,6 +54,12 @@ def build(shared: Shared) -> None:
             map_json = gr.JSON(label="explanation")
         grid_button = gr.Button("Compare every method for this token")
         grid = gr.Gallery(label="Methods side by side", columns=4, height="auto", elem_id="caption-grid")
+        with gr.Row():
+            sheet_button = gr.Button("Map every word with this method", elem_id="caption-sheet-button")
+            stop_button = gr.Button("Stop", variant="stop", elem_id="caption-sheet-stop")
+        sheet_status = gr.Markdown(elem_id="caption-sheet-status")
+        sheet = gr.Gallery(label="Every word's map, as each is made", columns=6, height="auto",
+                           elem_id="caption-sheet")
 
     @handler
     def caption(image: Any, model: str, strategy: str, max_tokens: float, num_beams: float, top_p: float,
@@ -119,6 +129,21 @@ def build(shared: Shared) -> None:
             out.append((overlay(image, exp.upsampled, cmap, opacity), f"{name} · {exp.seconds * 1000:.0f} ms"))
         return out
 
+    @stream_handler
+    def explain_sheet(image: Any, model: str, caption_text: str, method: str, opacity: float, cmap: str,
+                      progress: gr.Progress = gr.Progress()):
+        """Every caption token's map with `method`, streamed: one (gallery, status) after each map. The gallery
+        holds (overlay, "index: token") per token so far; Stop (or a client's cancel) ends it between two maps."""
+        if image is None or not (caption_text or "").strip():
+            raise gr.Error("caption the image first", print_exception=False)
+        started, shown = time.perf_counter(), []
+        for item in service.explain_tokens(image, caption_text, model, method):
+            shown.append((overlay(image, item.explanation.upsampled, cmap, opacity), f"{item.index}: {item.token}"))
+            progress((item.index + 1, item.count), desc=f"{method} maps", unit="tokens")
+            done = item.index + 1 == item.count
+            yield shown, (f"{method}: {'all ' if done else ''}{item.index + 1} of {item.count} tokens in "
+                          f"{time.perf_counter() - started:.1f} s")
+
     def pick(evt: gr.SelectData):
         return evt.index if isinstance(evt.index, int) else (evt.index[0] if evt.index else 0)
 
@@ -134,16 +159,22 @@ def build(shared: Shared) -> None:
           [heatmap, map_json], api_name="explain", concurrency_id="model", trigger_mode="always_last").then(
         show_trust, [map_json], [trust_line], api_visibility="private", api_name="show_trust",
         show_progress="hidden")
+    sheet_event = sheet_button.click(explain_sheet, [shared.image, shared.model, shared.caption_text, method, opacity,
+                                                     cmap], [sheet, sheet_status], api_name="explain_sheet",
+                                     concurrency_id="model")
+    stop_button.click(None, None, None, cancels=[sheet_event], api_visibility="private", api_name="stop_sheet")
     grid_button.click(compare, [shared.image, shared.model, shared.caption_text, token, opacity, cmap], [grid],
                       api_name="compare_methods", concurrency_id="model")
-    shared.image.change(lambda: (None, None, None, None), None, [tokens, heatmap, map_json, grid],
+    shared.image.change(lambda: (None, None, None, None, None, ""), None,
+                        [tokens, heatmap, map_json, grid, sheet, sheet_status],
                         api_visibility="private", api_name="clear_caption", show_progress="hidden")
 
     def follow(model: str):
         """The chosen model's methods in the picker, and decoding controls only where they change its output."""
-        names = _methods(service, model)
+        choices = image_methods(service, model)
         honours = _honours(service, model)
-        return (gr.update(choices=names, value=_default_method(service, model, names)),
+        names = [name for _, name in choices]
+        return (gr.update(choices=choices, value=_default_method(service, model, names)),
                 gr.update(visible="strategy" in honours), gr.update(visible="strategy" in honours))
 
     shared.model.change(follow, [shared.model], [method, decoding_row, decoding_more], api_visibility="private",
@@ -192,13 +223,6 @@ def _default_method(service, model: str | None, names: list[str]) -> str | None:
         name = None
     best = trust.recommended(name) if isinstance(name, str) else None
     return best["method"] if best and best.get("method") in names else names[0]
-
-
-def _methods(service, model: str | None = None) -> list[str]:
-    try:
-        return service.methods(model, output="image")
-    except Exception:  # no model yet, or the explain engine is not installed: the map section stays hidden
-        return []
 
 
 def _honours(service, model: str | None) -> tuple[str, ...]:

@@ -63,19 +63,51 @@ def handler(fn: F) -> F:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except MmdemoError as e:
-            raise gr.Error(str(e) or type(e).__name__, print_exception=False) from None
-        except Exception as e:  # a bug: log it whole, tell the user briefly
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"something went wrong on the server ({type(e).__name__}); the app is still running "
-                           "— please try again or report it", print_exception=False) from None
+        except Exception as e:
+            raise _for_user(fn, e) from None
 
     return wrapped  # type: ignore[return-value]
 
 
+def stream_handler(fn: F) -> F:
+    """`handler` for a generator (a streamed output): the same errors, raised while it runs. When the user stops
+    the event, Gradio closes the generator, and `fn`'s own generator is closed with it (no further work)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            yield from fn(*args, **kwargs)
+        except Exception as e:
+            raise _for_user(fn, e) from None
+
+    return wrapped  # type: ignore[return-value]
+
+
+def _for_user(fn: Callable[..., Any], e: Exception) -> gr.Error:
+    if isinstance(e, gr.Error):
+        return e
+    if isinstance(e, MmdemoError):
+        return gr.Error(str(e) or type(e).__name__, print_exception=False)
+    log.error("unexpected error in %s", fn.__name__, exc_info=e)     # a bug: log it whole, tell the user briefly
+    return gr.Error(f"something went wrong on the server ({type(e).__name__}); the app is still running "
+                    "— please try again or report it", print_exception=False)
+
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def image_methods(service: Service, model: str | None = None) -> list[tuple[str, str]]:
+    """(label, name) of the model's image-map methods, each label with the time a map took when measured on this
+    kind of device ("ig (~5 s)", from assets/timings.json); [] when the model cannot load or explanations are
+    not installed (the map section stays hidden)."""
+    from ..explain.timings import labelled
+
+    try:
+        names = service.methods(model, output="image")
+        info = service.info(model)
+    except Exception:  # no model yet, or the explain engine is not installed
+        return []
+    return labelled(info["name"], names, info.get("device") or "cpu")
 
 
 def plain(text: Any) -> str:

@@ -7,7 +7,7 @@ from captum.attr import ShapleyValueSampling
 from ...models.base import ExplainInputs
 from .. import _fusion
 from .._forward import ScoreFunction, image_baseline, max_rows, patch_mask, pool_to_grid
-from .occlusion import _pair
+from .occlusion import regions_for
 from .._method import MapMethod
 from .._registry import register
 
@@ -20,11 +20,13 @@ class ShapleyMap(MapMethod):
     def attribute(self, inputs: ExplainInputs, *, samples: int = 8, baseline: str | float = "median",
                   perturbations_per_eval: int | None = None, seed: int = 0,
                   regions: tuple[int, int] | None = None, at: str | None = None) -> torch.Tensor:
-        """`regions`: one feature per cell of a coarser (rows, cols) grid of patches (None: each patch); `at`:
-        "fusion" (the encoded image's tokens; the default where the model has them) or "pixels"."""
+        """`regions`: one feature per cell of a coarser (rows, cols) grid of patches (None: each patch on grids up
+        to 8×8, an 8×8 grid of regions on larger ones); `at`: "fusion" (the encoded image's tokens; the default
+        where the model has them) or "pixels"."""
+        regions = regions_for(regions, self.grid)
         fusion = _fusion.fusion_of(self.model, at, "pixels")
         if fusion is not None:
-            return self.to_grid(_fusion.shapley(fusion, inputs, regions=_pair(regions), samples=samples,
+            return self.to_grid(_fusion.shapley(fusion, inputs, regions=regions, samples=samples,
                                                 baseline=baseline, grid=self.grid, seed=seed))
         fn = ScoreFunction(self.model, inputs)
         per_eval = perturbations_per_eval or max(1, max_rows(fn) // fn.batch)
@@ -32,6 +34,6 @@ class ShapleyMap(MapMethod):
             torch.manual_seed(seed)
             attr = ShapleyValueSampling(fn).attribute(
                 inputs.pixels, baselines=image_baseline(inputs.pixels, baseline, self.grid),
-                feature_mask=patch_mask(inputs.pixels, self.grid, _pair(regions)), n_samples=int(samples),
+                feature_mask=patch_mask(inputs.pixels, self.grid, regions), n_samples=int(samples),
                 perturbations_per_eval=per_eval)                                  # (B, 3, H, W)
         return pool_to_grid(attr, self.grid, reduce="mean")
