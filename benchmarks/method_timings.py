@@ -7,8 +7,8 @@ app's method pickers show (assets/timings.json, read by mmdemo/explain/timings.p
 Embedded models are timed on one caption token of an example scene (one answer for a question-only model). `--hub`
 names hub models (blip-caption, blip-vqa, vilt-vqa, git-caption, vit-gpt2) to build at their published full size
 with random weights (benchmarks/bench_hub.py's builders; no download) and time on a random 640×480 photo, one
-token of a 20-token caption. Each map is the median of `--runs` runs after a warm-up, the explanation cache off,
-wall time. Rows for other models and devices already in the table are kept.
+token of a 20-token caption. Each map is the median of `--runs` runs after a warm-up (none with --runs 1, for the
+slow full-size models), the explanation cache off, wall time. Rows for other models and devices already in the table are kept.
 """
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def time_methods(model, image, runs: int) -> dict[str, float]:
     for method in available_methods(model):
         if METHODS[method].output != "image":
             continue
-        explain(model, image, target, method, cache=False)                         # warm-up
+        if runs > 1:
+            explain(model, image, target, method, cache=False)                     # warm-up
         times = []
         for _ in range(runs):
             t = time.perf_counter()

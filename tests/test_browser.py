@@ -113,6 +113,14 @@ def test_caption_a_token_map_and_ask(page, shots):
     second = wait_src_change(page, "#caption-map img", first)
     assert second != first
     snap(page, shots, "03-token-map")
+    method = page.input_value("#caption-method input")
+    assert "(" in method and "s)" in method              # the picker says how long a map of that method took
+
+    page.click("#caption-sheet-button")                 # every word's map, streamed; the status counts them
+    page.wait_for_function(f"document.querySelectorAll('#caption-sheet img').length === {tokens.count()}")
+    page.wait_for_function("document.querySelector('#caption-sheet-status').innerText.includes("
+                           f"'all {tokens.count()} of {tokens.count()} tokens')")
+    snap(page, shots, "03b-every-word")
 
     page.get_by_role("tab", name="Ask").click()
     assert page.input_value("#question textarea") == row["question"]     # the example filled it

@@ -142,3 +142,26 @@ def test_the_caption_tab_streams_every_tokens_map(tmp_path):
         assert len(job.outputs()) >= n                       # one update per map: streamed, not sent at the end
         with pytest.raises(Exception, match="does not draw maps"):
             client.predict(image, "shapes-cross", text, "text-ig", 0.5, "jet", api_name="/explain_sheet")
+
+
+# --- relevance under bf16 autocast ---------------------------------------------------------------------------
+def test_relevance_in_bf16_matches_fp32_and_auto_keeps_small_images_in_fp32(tiny_hub_models, monkeypatch):
+    import torch
+
+    from mmdemo.explain import explain
+    from mmdemo.explain.methods import relevance as rel
+
+    model = tiny_hub_models["blip-caption"]
+    image = mmdemo.load_image(example(3)["path"])
+    target = mmdemo.Target("token", "a red circle", token=1)
+    fp32 = explain(model, image, target, "relevance", cache=False, precision="fp32")
+    bf16 = explain(model, image, target, "relevance", cache=False, precision="bf16")
+    assert np.corrcoef(fp32.raw.ravel(), bf16.raw.ravel())[0, 1] > 0.98
+    cpu = torch.device("cpu")
+    assert not rel.use_bf16("auto", cpu, (8, 8))                    # small grids stay fp32: nothing to gain
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert rel.use_bf16("auto", cpu, (24, 24)) and not rel.use_bf16("fp32", cpu, (24, 24))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not rel.use_bf16("auto", cpu, (24, 24)) and rel.use_bf16("bf16", cpu, (8, 8))
+    with pytest.raises(InputError, match="precision must be auto, fp32 or bf16"):
+        explain(model, image, target, "relevance", cache=False, precision="fp16")
