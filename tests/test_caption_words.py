@@ -40,6 +40,21 @@ def test_captions_carry_runner_up_words(scene_image, decoding):
     assert rows[0]["alternatives"][0].keys() == {"token", "prob"}
 
 
+@pytest.mark.parametrize("family", ["blip-caption", "git", "vit-gpt2"])
+@pytest.mark.parametrize("decoding", [Decoding(), Decoding(strategy="beam", beams=3)])
+def test_hub_captions_carry_runner_up_words(tiny_hub_models, scene_image, family, decoding):
+    model = tiny_hub_models[family]
+    cap = model.caption([scene_image], Decoding(**{**decoding.__dict__, "max_new_tokens": 5}))[0]
+    specials = set(model.tokenizer.all_special_tokens)
+    assert len(cap.alternatives) == len(cap.tokens) > 0
+    for (word, prob), alts in zip(cap.tokens, cap.alternatives):
+        assert len(alts) == 5 and not any(a in specials for a, _ in alts)
+        probs = [p for _, p in alts]
+        assert probs == sorted(probs, reverse=True) and all(0 < p <= 1 for p in probs)
+        if decoding.strategy == "greedy":                       # the chosen token is the most probable word
+            assert alts[0] == (word, pytest.approx(prob, rel=1e-4))
+
+
 def test_caption_without_alternatives_keeps_its_json():
     assert Caption("a cat", [("a", 0.5), ("cat", 0.25)]).to_dict() == {
         "caption": "a cat", "tokens": [{"token": "a", "prob": 0.5}, {"token": "cat", "prob": 0.25}]}

@@ -20,6 +20,7 @@ from ..fusion import FusionInput
 from ._catalogue import Family
 
 MAX_BATCH = 32                          # images per forward pass; longer lists are split
+ALTERNATIVES = 5                        # runner-up tokens a caption records at each step (the chosen one among them)
 
 
 def pair(v: Any) -> tuple[int, int]:
@@ -32,8 +33,10 @@ def renormalise(attn: torch.Tensor) -> torch.Tensor:
     return attn / attn.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
-def step_logprobs(out: Any, new: torch.Tensor) -> torch.Tensor:
-    """(R, N) log-probability the model gave each generated token, from the raw (unprocessed) logits of `generate`.
+def step_logprobs(out: Any, new: torch.Tensor,
+                  top: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(R, N) log-probability the model gave each generated token, from the raw (unprocessed) logits of `generate`;
+    with `top` > 0 also the `top` most probable tokens at each step, (R, N, top) ids and log-probabilities.
 
     Raw logits, not the processed scores: temperature, top-p or suppressed tokens change what is picked, not the
     probability reported. Beam search rows are followed through `beam_indices`; positions after a beam ended are 0.
@@ -48,10 +51,14 @@ def step_logprobs(out: Any, new: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(R, device=new.device)[:, None].expand(R, N)
         valid = torch.ones_like(new, dtype=torch.bool)
     lp = torch.zeros(R, N, device=new.device)
+    top_lp = torch.zeros(R, N, top, device=new.device)
+    top_ids = torch.zeros(R, N, top, dtype=torch.long, device=new.device)
     for t in range(N):
-        step = out.logits[t].float().log_softmax(-1)  # (rows during generation, V)
-        lp[:, t] = step[rows[:, t], new[:, t]]
-    return lp.masked_fill(~valid, 0.0)
+        step = out.logits[t].float().log_softmax(-1)[rows[:, t]]  # (R, V)
+        lp[:, t] = step.gather(-1, new[:, t, None])[:, 0]
+        if top:
+            top_lp[:, t], top_ids[:, t] = step.topk(top, dim=-1)
+    return lp.masked_fill(~valid, 0.0), top_ids, top_lp
 
 
 class PatchTap(nn.Identity):
@@ -334,11 +341,18 @@ class Captioner(HubModel):
             except ValueError as e:
                 raise InputError(f"bad decoding settings {kw}: {str(e).splitlines()[0]}") from None
             new = out.sequences[:, prompt.shape[1]:]                     # (B, N) generated ids
-            lp = step_logprobs(out, new)                                 # (B, N)
-            for ids, lps in zip(new.tolist(), lp.tolist()):
+            specials = set(self.tokenizer.all_special_ids)
+            lp, top_ids, top_lp = step_logprobs(out, new, ALTERNATIVES + len(specials))  # (B, N), (B, N, k) ×2
+            for ids, lps, alt_ids, alt_lps in zip(new.tolist(), lp.tolist(), top_ids.tolist(), top_lp.tolist()):
                 n = ids.index(self.end_id) if self.end_id in ids else len(ids)
                 text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
-                captions.append(Caption(text, [(t, math.exp(p)) for t, p in zip(self._display(ids[:n]), lps[:n])]))
+                alternatives = []                                    # per token: the words (not specials) first
+                for a, qs in zip(alt_ids[:n], alt_lps[:n]):
+                    words = [(i, q) for i, q in zip(a, qs) if i not in specials][:ALTERNATIVES]
+                    alternatives.append(list(zip(self._display([i for i, _ in words]),
+                                                 (math.exp(q) for _, q in words))))
+                captions.append(Caption(text, [(t, math.exp(p)) for t, p in zip(self._display(ids[:n]), lps[:n])],
+                                        alternatives))
         return captions
 
     def _caption_ids(self, text: str) -> list[int]:

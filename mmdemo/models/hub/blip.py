@@ -175,7 +175,7 @@ class BlipAnswerer(HubModel):
                 min_new_tokens=1, max_new_tokens=self.max_answer_tokens, num_beams=k, num_return_sequences=k, do_sample=False,
                 return_dict_in_generate=True, output_logits=True)
             new = out.sequences[:, 1:]                                   # (B*k, N)
-            lp = step_logprobs(out, new)                                 # (B*k, N)
+            lp, _, _ = step_logprobs(out, new)                           # (B*k, N)
             for i in range(len(chunk)):
                 best: dict[str, float] = {}
                 for ids, lps in zip(new[i * k:(i + 1) * k].tolist(), lp[i * k:(i + 1) * k].tolist()):
