@@ -66,13 +66,15 @@ def test_every_gpu_call_of_an_embedded_model_survives_pickling(zero_gpu):
     ans = service.ask(path, "how many objects are there?", name, top_k=3)
     exp = service.explain(path, Target("token", cap.caption or "a", token=0), name, method="ig")
     share = service.modality(path, Target("answer", ans.answer, question="how many objects are there?"), name)
+    sheet = list(service.explain_tokens(path, "a small red circle", name, "attention"))
     direct = service.model(name).caption([_image(path)], Decoding("beam", 5, beams=2))[0]
     assert cap.caption == direct.text
     assert len(ans.top_k) == 3 and exp.grid.shape == tuple(service.model(name).info.patch_grid)
     assert share["image_share"] + share["text_share"] == pytest.approx(1.0)
-    assert [c[0] for c in zero_gpu] == ["run_caption", "run_answer", "run_explain", "run_modality"]
+    assert [m.token for m in sheet] == ["a", "small", "red", "circle"] and sheet[3].explanation.target.token == 3
+    assert [c[0] for c in zero_gpu] == ["run_caption", "run_answer", "run_explain", "run_modality", "run_sheet"]
     assert all(c[1]["duration"] == gpu.DURATION[k] for c, k in zip(zero_gpu, ("caption", "answer", "explain",
-                                                                                 "modality")))
+                                                                                 "modality", "sheet")))
 
 
 def test_a_tiny_hub_model_from_a_folder_too(zero_gpu, tmp_path):
@@ -87,7 +89,9 @@ def test_a_tiny_hub_model_from_a_folder_too(zero_gpu, tmp_path):
     assert out.caption == direct.text and [t for t, _ in out.tokens] == [t for t, _ in direct.tokens]
     exp = service.explain(example(2)["path"], Target("caption", "a red cat"), "blip", method="relevance")
     assert exp.grid.shape == tuple(model.info.patch_grid)
-    assert [c[0] for c in zero_gpu] == ["run_caption", "run_explain"]
+    sheet = list(service.explain_tokens(example(2)["path"], "a red cat", "blip", "ig", steps=4))
+    assert [m.index for m in sheet] == list(range(sheet[0].count)) and sheet[0].count >= 3
+    assert [c[0] for c in zero_gpu] == ["run_caption", "run_explain", "run_sheet"]
 
 
 def test_models_on_the_cpu_are_called_directly(monkeypatch):
