@@ -266,8 +266,11 @@ def measure(name: str, model, image, rows: list, results: dict, full: bool) -> N
         if len(every) > 1:
             sheet_of("attention", s)
     if "relevance" in methods:
-        s = timed(lambda: explain(model, image, target, "relevance", cache=False))[0]
+        s, auto = timed(lambda: explain(model, image, target, "relevance", cache=False))
         note("relevance (one token)", s)
+        s, exact = timed(lambda: explain(model, image, target, "relevance", cache=False, precision="fp32"))
+        r["relevance_auto_vs_fp32_r"] = round(float(np.corrcoef(auto.raw.ravel(), exact.raw.ravel())[0, 1]), 5)
+        note("relevance fp32 (one token)", s, f"  (the default's map vs fp32: r = {r['relevance_auto_vs_fp32_r']})")
         if len(every) > 1 and full:
             sheet_of("relevance", s)
     from mmdemo.explain._forward import ScoreFunction, image_baseline

@@ -24,9 +24,9 @@ def summary(report: dict) -> str:
     kinds = report["words_by_kind"]
     best = report.get("recommended") or {}
     line = (f"**{report['model']}**: {report['words']:,} attribute words ({kinds['colour']:,} colour, "
-            f"{kinds['shape']:,} shape, {kinds['size']:,} size) in the {report['captions_correct']:.1%} correct "
-            f"captions of {report['scenes']} held-out scenes; pointing by chance {report['pointing_chance']['all']:.1%}; "
-            f"a random map's deletion AUC {report['random']['deletion_auc']:.3f}.")
+            f"{kinds['shape']:,} shape, {kinds['size']:,} size) in its correct captions "
+            f"({report['captions_correct']:.1%} of {report['scenes']} held-out scenes); pointing by chance "
+            f"{report['pointing_chance']['all']:.1%}; a random map's deletion AUC {report['random']['deletion_auc']:.3f}.")
     if best:
         line += (f" Best on colour and shape words alike: {best['method']} ({best['variant']}), "
                  f"{best['colour']:.1%} / {best['shape']:.1%}.")
