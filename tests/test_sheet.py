@@ -165,3 +165,22 @@ def test_relevance_in_bf16_matches_fp32_and_auto_keeps_small_images_in_fp32(tiny
     assert not rel.use_bf16("auto", cpu, (24, 24)) and rel.use_bf16("bf16", cpu, (8, 8))
     with pytest.raises(InputError, match="precision must be auto, fp32 or bf16"):
         explain(model, image, target, "relevance", cache=False, precision="fp16")
+
+
+@pytest.mark.parametrize("family", ["blip-caption", "git", "vit-gpt2"])
+def test_a_relevance_sheet_is_one_scored_pass_and_equals_the_maps_one_by_one(tiny_hub_models, family, monkeypatch):
+    from mmdemo.explain import explain
+
+    model = tiny_hub_models[family]
+    image = mmdemo.load_image(example(3)["path"])
+    text = "a red circle and a blue square"
+    passes = []
+    real = type(model).score
+    monkeypatch.setattr(type(model), "score", lambda self, *a, **k: passes.append(1) or real(self, *a, **k))
+    sheet_maps = explain_tokens(model, image, text, "relevance", cache=False, precision="fp32")
+    assert len(passes) == 1 and len(sheet_maps) >= 6                 # one forward for every token's map
+    for e in sheet_maps:
+        one = explain(model, image, mmdemo.Target("token", text, token=e.target.token), "relevance",
+                      cache=False, precision="fp32")
+        np.testing.assert_allclose(e.grid, one.grid, atol=1e-5)
+        assert np.abs(one.raw).max() > 0

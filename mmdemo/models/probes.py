@@ -12,6 +12,7 @@ import torch
 
 KINDS = ("image", "text", "joint", "cross")   # image→image, text→text, joint (image tokens first), text→image
 Score = Callable[[torch.Tensor], torch.Tensor]  # pixels (B, 3, H, W) -> (B,) score of each item's target
+GRAPH = "graph"                 # record(grad=GRAPH): keep the autograd graph, take no gradients (the caller does)
 
 
 @dataclass
@@ -38,9 +39,11 @@ class Record:
         """(…, n_image) -> (…, P): keep the grid's columns."""
         return rel if self.patches is None else rel[..., self.patches.to(rel.device)]
 
-    def add_gradients(self, score: torch.Tensor) -> None:
-        """Fill each step's `grad` with d score.sum() / d weights (zeros where the score does not depend on it)."""
-        grads = torch.autograd.grad(score.sum(), [s.weights for s in self.steps], allow_unused=True)
+    def add_gradients(self, score: torch.Tensor, *, keep_graph: bool = False) -> None:
+        """Fill each step's `grad` with d score.sum() / d weights (zeros where the score does not depend on it);
+        `keep_graph` leaves the graph for more gradients (one per caption term, say)."""
+        grads = torch.autograd.grad(score.sum(), [s.weights for s in self.steps], allow_unused=True,
+                                    retain_graph=keep_graph)
         for s, g in zip(self.steps, grads):
             s.grad = torch.zeros_like(s.weights) if g is None else g
 
@@ -48,8 +51,10 @@ class Record:
 class AttentionProbe:
     """Runs `score` once while the model's attention modules keep their weights, and lays them out as a Record."""
 
-    def record(self, score: Score, inputs: Any, *, grad: bool) -> Record:
-        """`inputs`: the ExplainInputs `score` runs on (models.base imports this module, not the reverse)."""
+    def record(self, score: Score, inputs: Any, *, grad: bool | str) -> Record:
+        """`inputs`: the ExplainInputs `score` runs on (models.base imports this module, not the reverse).
+        grad: False (weights only), True (and each step's gradient of the summed score), or GRAPH (autograd on,
+        no gradients taken: `rec.score` keeps its graph and the steps' weights sit in it)."""
         raise NotImplementedError
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..base import ExplainInputs
-from ..probes import AttentionProbe, Record, Score, Step, patched_forward
+from ..probes import GRAPH, AttentionProbe, Record, Score, Step, patched_forward
 
 
 @contextmanager
@@ -57,18 +57,18 @@ class HubProbe(AttentionProbe):
     def layout(self, outs: list[Any], inputs: ExplainInputs) -> Record:
         raise NotImplementedError
 
-    def record(self, score: Score, inputs: ExplainInputs, *, grad: bool) -> Record:
+    def record(self, score: Score, inputs: ExplainInputs, *, grad: bool | str) -> Record:
         outs: list[list[Any]] = [[] for _ in self.modules()]
-        with ExitStack() as stack, torch.set_grad_enabled(grad):
+        with ExitStack() as stack, torch.set_grad_enabled(bool(grad)):
             for module, into in zip(self.modules(), outs):
                 stack.enter_context(capture(module, into))
             if grad:   # frozen weights: without this, text-only layers would hang outside the graph
                 stack.enter_context(_text_in_graph(self.model.text_embedding))
-            value = score(inputs.pixels.detach().requires_grad_(grad))                      # (B,)
+            value = score(inputs.pixels.detach().requires_grad_(bool(grad)))                      # (B,)
         rec = self.layout([o[-1] for o in outs], inputs)
-        if grad:
+        if grad is True:
             rec.add_gradients(value)
-        rec.score = value.detach()
+        rec.score = value if grad == GRAPH else value.detach()
         return rec
 
     def image_side(self, attentions) -> list[Step]:

@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..base import ExplainInputs
-from ..probes import AttentionProbe, Record, Score, Step
+from ..probes import GRAPH, AttentionProbe, Record, Score, Step
 
 
 @contextmanager
@@ -65,20 +65,20 @@ class ShapesProbe(AttentionProbe):
             if b.cross is not None:
                 self.modules.append(("cross", b.cross))
 
-    def record(self, score: Score, inputs: ExplainInputs, *, grad: bool) -> Record:
+    def record(self, score: Score, inputs: ExplainInputs, *, grad: bool | str) -> Record:
         for _, m in self.modules:
             m.record = True
         try:
-            with torch.set_grad_enabled(grad):
-                value = score(inputs.pixels.detach().requires_grad_(grad))                     # (B,)
+            with torch.set_grad_enabled(bool(grad)):
+                value = score(inputs.pixels.detach().requires_grad_(bool(grad)))                     # (B,)
             steps = [Step(kind, m.weights) for kind, m in self.modules]
         finally:
             for _, m in self.modules:
                 m.record, m.weights = False, None
         rec = self._layout(steps)
-        if grad:
+        if grad is True:
             rec.add_gradients(value)
-        rec.score = value.detach()
+        rec.score = value if grad == GRAPH else value.detach()
         return rec
 
     def _layout(self, steps: list[Step]) -> Record:
