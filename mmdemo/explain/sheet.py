@@ -1,7 +1,8 @@
 """`explain_tokens(model, image, caption, method)`: one map per caption token (a sheet), token by token.
 
-Methods that read every token's map off one pass (`MapMethod.attribute_rows`: attention) pay for one pass; the others
-run per token, each reusing what does not depend on the token (the image encoded once, see `models.fusion`). Every
+Methods that read every token's map off one pass (`MapMethod.attribute_rows`: attention, and relevance on the hub
+captioners, whose one scored pass keeps its graph for a backward pass per token) pay for one pass; the others run
+per token, each reusing what does not depend on the token (the image encoded once, see `models.fusion`). Every
 map goes to the explanation cache under its token's own key, so a later `explain` of one token is a hit. `on_token`
 sees each map as it is made (progress, streaming) and stops the sheet by returning False; `iter_tokens` hands the
 maps out one at a time, computing each when it is asked for (what the app streams, and stops when a user cancels).
