@@ -64,20 +64,21 @@ def task_records(conn: Connection, campaign: str, task_ids: Iterable[int]) -> li
     return [{"kind": "task", "campaign": campaign, **{k: _plain(r._mapping[k]) for k in TASK_FIELDS}} for r in rows]
 
 
-def submission_record(conn: Connection, task_id: int, annotator: str) -> dict[str, Any]:
+def submission_record(conn: Connection, submission_id: int) -> dict[str, Any]:
     s, t, c = S.campaign_submissions.c, S.campaign_tasks.c, S.campaigns.c
     row = conn.execute(select(S.campaign_submissions, t.key, c.name)
                        .join(S.campaign_tasks, t.id == s.task_id).join(S.campaigns, c.id == s.campaign_id)
-                       .where(s.task_id == task_id, s.annotator == annotator)).one()._mapping
-    return {"kind": "submission", "campaign": row["name"], "task_key": row["key"], "annotator": annotator,
+                       .where(s.id == submission_id)).one()._mapping
+    return {"kind": "submission", "campaign": row["name"], "task_key": row["key"], "annotator": row["annotator"],
             **{k: _plain(row[k]) for k in SUBMISSION_FIELDS}}
 
 
-def skip_record(conn: Connection, task_id: int, annotator: str, skipped_at: datetime | None) -> dict[str, Any]:
-    """A skip (skipped_at None: the skip was taken back by a submission)."""
-    t, c = S.campaign_tasks.c, S.campaigns.c
+def skip_record(conn: Connection, task_id: int, annotator: str) -> dict[str, Any]:
+    """A skip as it stands: its time, or removed when it is gone (taken back by a submission)."""
+    t, c, k = S.campaign_tasks.c, S.campaigns.c, S.campaign_skips.c
     row = conn.execute(select(t.key, c.name).join(S.campaigns, c.id == t.campaign_id)
                        .where(t.id == task_id)).one()
+    skipped_at = conn.execute(select(k.skipped_at).where(k.task_id == task_id, k.annotator == annotator)).scalar()
     return {"kind": "skip", "campaign": row.name, "task_key": row.key, "annotator": annotator,
             "skipped_at": _plain(skipped_at), "removed": skipped_at is None}
 

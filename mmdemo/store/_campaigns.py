@@ -354,7 +354,7 @@ class CampaignsMixin:
                     correction_id=cid, version=1, corrected=text, annotator=who, note=note, edit_rate=rate,
                     created_at=now))
                 started = task.lease_started if task.lease_annotator == who else None
-                conn.execute(insert(S.campaign_submissions).values(
+                submission = conn.execute(insert(S.campaign_submissions).values(
                     task_id=tid, campaign_id=task.campaign_id, annotator=who, correction_id=cid,
                     started_at=started, submitted_at=now, status="submitted"))
                 unskipped = conn.execute(delete(S.campaign_skips).where(S.campaign_skips.c.task_id == tid,
@@ -363,9 +363,9 @@ class CampaignsMixin:
                 conn.execute(update(S.campaign_tasks).where(t.id == tid).values(
                     submissions=n, done=int(n >= task.overlap), lease_annotator=None, lease_started=None,
                     lease_until=None))
-                records = self._mirrored(mirror.submission_record, conn, tid, who)
+                records = self._mirrored(mirror.submission_record, conn, submission.inserted_primary_key[0])
                 if unskipped:
-                    records += self._mirrored(mirror.skip_record, conn, tid, who, None)
+                    records += self._mirrored(mirror.skip_record, conn, tid, who)
             elif task.lease_annotator == who:
                 conn.execute(update(S.campaign_tasks).where(t.id == tid)
                              .values(lease_annotator=None, lease_started=None, lease_until=None))
@@ -389,9 +389,7 @@ class CampaignsMixin:
                 {"task_id": tid, "annotator": who, "campaign_id": campaign_id, "skipped_at": S.utcnow()}])
             conn.execute(update(S.campaign_tasks).where(t.id == tid, t.lease_annotator == who)
                          .values(lease_annotator=None, lease_started=None, lease_until=None))
-            at = conn.execute(select(S.campaign_skips.c.skipped_at).where(
-                S.campaign_skips.c.task_id == tid, S.campaign_skips.c.annotator == who)).scalar_one()
-            records = self._mirrored(mirror.skip_record, conn, tid, who, at)
+            records = self._mirrored(mirror.skip_record, conn, tid, who)
         self._mirror(records)
 
     def previous_task(self, campaign: str, annotator: str, before: int | None = None) -> Task | None:
@@ -475,8 +473,7 @@ class CampaignsMixin:
             with self._tx("review a submission", write=True) as conn:  # type: ignore[attr-defined]
                 conn.execute(update(S.campaign_submissions).where(s.id == found)
                              .values(status=status, reviewer=who, reviewed_at=S.utcnow()))
-                task_id, annotator = conn.execute(select(s.task_id, s.annotator).where(s.id == found)).one()
-                records = self._mirrored(mirror.submission_record, conn, task_id, annotator)
+                records = self._mirrored(mirror.submission_record, conn, found)
             self._mirror(records)
         return self.submission(correction_id)
 
